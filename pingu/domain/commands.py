@@ -1,0 +1,94 @@
+"""Outputs of the core: what the runtime must do (routes, probes, scripts) or report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pingu.domain.model import Route
+
+
+@dataclass(frozen=True)
+class DeleteRoute:
+    """Delete a captured (foreign) default route, exactly as the kernel reported it."""
+
+    route: Route
+
+
+@dataclass(frozen=True)
+class InstallRoute:
+    """Put pingu's own route in place; replaces in one call a pingu route of the same metric."""
+
+    route: Route
+
+
+@dataclass(frozen=True)
+class RemoveRoute:
+    """Remove one of pingu's own routes; already gone is not an error."""
+
+    route: Route
+
+
+@dataclass(frozen=True)
+class StartProbe:
+    """Send one round of echoes to `targets` through `gateway` on uplink `uplink`."""
+
+    uplink: str
+    ifindex: int
+    gateway: str | None
+    point_to_point: bool
+    source: str | None
+    targets: tuple[str, ...]
+    count: int
+    interval_ms: int
+    timeout_ms: int
+    max_lost: int
+
+
+@dataclass(frozen=True)
+class RunScript:
+    """Run an operator's script for `uplink`, without a shell, with `env` added."""
+
+    uplink: str
+    script: str
+    reason: str
+    env: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class RouteCaptured:
+    """Report: a foreign default route was captured on `uplink` (its gateway is now known)."""
+
+    uplink: str
+    route: Route
+    gateway_changed: bool
+
+
+@dataclass(frozen=True)
+class RoundJudged:
+    """Report: the verdict of a round on `uplink`, with why."""
+
+    uplink: str
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    """Report: the health of `uplink` moved from `old` to `new`, and why."""
+
+    uplink: str
+    old: str
+    new: str
+    reason: str
+
+
+Command = (
+    DeleteRoute
+    | InstallRoute
+    | RemoveRoute
+    | StartProbe
+    | RunScript
+    | RouteCaptured
+    | RoundJudged
+    | StateChanged
+)

@@ -1,0 +1,37 @@
+"""Errors the domain and the adapters raise, in the operator's words."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PinguError(Exception):
+    """Base of every error pingu reports to the operator."""
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong with a configuration: where, what value, which rule."""
+
+    path: str
+    value: object
+    rule: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '<top>'}: {self.value!r}: {self.rule}"
+
+
+class ConfigError(PinguError):
+    """A configuration was rejected; carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[ConfigProblem] | tuple[ConfigProblem, ...]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class UplinkNotFound(PinguError):
+    """An uplink named in the configuration does not exist on this host (yet)."""
+
+
+class GatewayUnreachable(PinguError):
+    """The kernel refused a route because its gateway is not on-link."""
