@@ -16,7 +16,7 @@ class DeleteRoute:
 
 @dataclass(frozen=True)
 class InstallRoute:
-    """Put pingu's own route in place; replaces in one call a pingu route of the same metric."""
+    """Add pingu's own route (beside any other, even of the same metric); already there is fine."""
 
     route: Route
 

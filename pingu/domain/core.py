@@ -114,12 +114,12 @@ class Core:
             return []
         uplink = self._uplink_of(route)
         if route.proto == self.config.proto:
-            return self._own_route_seen(uplink, route)
+            return self._own_route_seen(uplink, route, now)
         if uplink is None:
             return []
         return self._capture(uplink, route, now)
 
-    def _own_route_seen(self, uplink: Uplink | None, route: Route) -> list[Command]:
+    def _own_route_seen(self, uplink: Uplink | None, route: Route, now: float) -> list[Command]:
         """A route with pingu's proto: adopt it if it is the uplink's, else it is stale."""
         if uplink is None or route.metric != uplink.config.metric:
             return list(route_diff(route, None))
@@ -129,7 +129,10 @@ class Core:
         uplink.ifindex = route.ifindex if uplink.ifindex is None else uplink.ifindex
         uplink.installed = route
         if uplink.lease is None:
+            # Left by an earlier run of pingu: trust its gateway, and re-validate it now.
             uplink.lease = Lease(route.gateway, route.metric, route.proto, route.scope)
+            if not uplink.probing:
+                uplink.next_round_at = now
         return self._reconcile(uplink)
 
     def _capture(self, uplink: Uplink, route: Route, now: float) -> list[Command]:

@@ -21,16 +21,17 @@ def own_route(ifindex: int, ifname: str, gateway: str | None, metric: int, proto
 
 
 def route_diff(installed: Route | None, desired: Route | None) -> list[InstallRoute | RemoveRoute]:
-    """Commands turning `installed` into `desired`, making the new route before breaking the old.
+    """Commands turning `installed` into `desired`: the new route first, the old one after.
 
-    The kernel keys a default route in table main by its metric: the same metric is
-    replaced in one call, a new metric is added first and the old one removed after.
+    The table is never without pingu's route in between (make before break). The old
+    route is removed by its exact key (gateway included), so the removal can never hit
+    the new route or a route of somebody else's with the same metric.
     """
     if installed == desired:
         return []
     if desired is None:
         assert installed is not None
         return [RemoveRoute(installed)]
-    if installed is None or installed.metric == desired.metric:
+    if installed is None:
         return [InstallRoute(desired)]
     return [InstallRoute(desired), RemoveRoute(installed)]

@@ -1,0 +1,48 @@
+"""`pingu check-config FILE`: validate a configuration and show what it means, or why not."""
+
+from __future__ import annotations
+
+import json
+from typing import TextIO
+
+from pingu.adapters.config_file import load_config
+from pingu.domain.config import Config, UplinkConfig, detection_bounds, effective_settings
+from pingu.domain.errors import ConfigError
+
+
+def check_config(path: str, out: TextIO, err: TextIO) -> int:
+    """Print the effective configuration, warnings and timings (0), or every problem (1)."""
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        count = len(error.problems)
+        err.write(f"config {path}: {count} problem{'' if count == 1 else 's'}:\n")
+        for problem in error.problems:
+            err.write(f"  {problem}\n")
+        return 1
+    out.write(render(config))
+    return 0
+
+
+def render(config: Config) -> str:
+    """The effective configuration as JSON, then warnings, then per-uplink timings."""
+    lines = [json.dumps(effective_settings(config), indent=2)]
+    lines.extend(f"warning: {warning}" for warning in config.warnings)
+    lines.extend(timing_line(uplink) for uplink in config.uplinks)
+    return "\n".join(lines) + "\n"
+
+
+def timing_line(uplink: UplinkConfig) -> str:
+    """`wan1: dead uplink detected within 7.0 s, recovered one back within 8.0 s (...)`."""
+    dead_s, back_s = detection_bounds(uplink)
+    return (
+        f"{uplink.name}: dead uplink detected within {_seconds(dead_s)} s, "
+        f"recovered one back within {_seconds(back_s)} s "
+        f"(period {uplink.period:g} s, fall {uplink.fall}, rise {uplink.rise})"
+    )
+
+
+def _seconds(value: float) -> str:
+    """7.0, 1.25, 0.001: at least one decimal, at most three."""
+    text = f"{value:.3f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text

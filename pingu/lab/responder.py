@@ -1,0 +1,268 @@
+"""The probe targets' host: answers ICMP echo requests to the target addresses itself, so
+that the lab can drop a deterministic share of them and delay the rest.
+
+Run as ``python -m pingu.lab.responder --netns NS --control PATH --target ADDR...`` in a
+namespace whose kernel ignores echoes (``net.ipv4.icmp_echo_ignore_all=1``). Control it
+with :class:`ResponderControl` (one JSON line per request on the Unix socket PATH).
+
+Loss pattern: with share ``s`` set for a target, the echoes that reach it are numbered
+n = 1, 2, ... from the moment ``set_loss`` was called, and echo n is dropped exactly when
+``floor(n*s) > floor((n-1)*s)``. So 20 % drops the 5th, 10th, 15th, ...; 50 % every 2nd;
+30 % the 4th, 7th, 10th; and of any first k echoes exactly ``floor(k*s)`` are dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import heapq
+import json
+import math
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from types import FrameType
+from typing import Any
+
+from pingu.lab import _netns, icmp
+from pingu.lab.errors import LabError
+
+LOG_LIMIT = 100_000
+MAX_REQUEST = 65536
+
+
+def loss_fraction(share: float) -> Fraction:
+    """``share`` (0..1) as an exact fraction, so that 0.2 means exactly 1 in 5."""
+    if not 0 <= share <= 1:
+        raise ValueError(f"loss share must be within 0..1, got {share!r}")
+    return Fraction(str(share)).limit_denominator(1_000_000)
+
+
+def is_dropped(n: int, share: Fraction) -> bool:
+    """Whether echo number ``n`` (1-based) is dropped under loss ``share``."""
+    return math.floor(n * share) > math.floor((n - 1) * share)
+
+
+@dataclass
+class TargetState:
+    """What a target does to the echoes it receives."""
+
+    loss: Fraction = Fraction(0)
+    delay_s: float = 0.0
+    counted: int = 0  # echoes received since the last set_loss
+
+
+@dataclass(order=True)
+class _Pending:
+    due: float
+    order: int
+    packet: bytes = field(compare=False)
+    dst: str = field(compare=False)
+
+
+class Responder:
+    """Answers echoes to its targets; all I/O on one select loop, nothing blocks."""
+
+    def __init__(self, targets: list[str], control_path: str) -> None:
+        self.targets = {t: TargetState() for t in targets}
+        self.log: collections.deque[dict[str, Any]] = collections.deque(maxlen=LOG_LIMIT)
+        self.pending: list[_Pending] = []
+        self.order = 0
+        self.running = True
+        self.rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        self.rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.rx.setblocking(False)
+        self.tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.control.bind(control_path)
+        self.control.listen(16)
+        self.control.setblocking(False)
+        self.clients: dict[socket.socket, bytes] = {}
+
+    def stop(self, _signum: int, _frame: FrameType | None) -> None:
+        self.running = False
+
+    def run(self) -> None:
+        while self.running:
+            timeout = 0.5
+            if self.pending:
+                timeout = max(0.0, min(timeout, self.pending[0].due - time.monotonic()))
+            readable, _, _ = select.select([self.rx, self.control, *self.clients], [], [], timeout)
+            for sock in readable:
+                if sock is self.rx:
+                    self._receive_echoes()
+                elif sock is self.control:
+                    self._accept()
+                else:
+                    self._read_client(sock)
+            self._send_due()
+
+    def _receive_echoes(self) -> None:
+        for _ in range(256):
+            try:
+                packet = self.rx.recv(MAX_REQUEST)
+            except BlockingIOError:
+                return
+            self._on_packet(packet, time.monotonic())
+
+    def _on_packet(self, packet: bytes, now: float) -> None:
+        echo = icmp.parse_ipv4_echo(packet)
+        if echo is None or echo.kind != icmp.ICMP_ECHO_REQUEST:
+            return
+        state = self.targets.get(echo.dst)
+        if state is None:
+            return
+        state.counted += 1
+        dropped = is_dropped(state.counted, state.loss)
+        self.log.append(
+            {
+                "time": now,
+                "src": echo.src,
+                "dst": echo.dst,
+                "ident": echo.ident,
+                "seq": echo.seq,
+                "answered": not dropped,
+            }
+        )
+        if dropped:
+            return
+        reply = icmp.echo_message(icmp.ICMP_ECHO_REPLY, echo.ident, echo.seq, echo.payload)
+        self.order += 1
+        heapq.heappush(
+            self.pending,
+            _Pending(now + state.delay_s, self.order, icmp.ipv4_packet(echo.dst, echo.src, reply), echo.src),
+        )
+
+    def _send_due(self) -> None:
+        now = time.monotonic()
+        while self.pending and self.pending[0].due <= now:
+            item = heapq.heappop(self.pending)
+            try:
+                self.tx.sendto(item.packet, (item.dst, 0))
+            except OSError:
+                pass  # no route back (an upstream cut): the reply is lost, as it would be
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self.control.accept()
+        except BlockingIOError:
+            return
+        conn.setblocking(False)
+        self.clients[conn] = b""
+
+    def _read_client(self, conn: socket.socket) -> None:
+        try:
+            chunk = conn.recv(MAX_REQUEST)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        buffer = self.clients[conn] + chunk
+        if chunk and b"\n" not in buffer and len(buffer) < MAX_REQUEST:
+            self.clients[conn] = buffer
+            return
+        del self.clients[conn]
+        try:
+            if b"\n" in buffer:
+                answer = self._handle(buffer.split(b"\n", 1)[0])
+                conn.settimeout(2.0)
+                conn.sendall(json.dumps(answer).encode() + b"\n")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def _handle(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+            return {"ok": True, **self._apply(request)}
+        except (ValueError, KeyError, TypeError) as exc:
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+    def _selected(self, target: str | None) -> list[TargetState]:
+        if target is None:
+            return list(self.targets.values())
+        if target not in self.targets:
+            raise KeyError(f"unknown target {target}")
+        return [self.targets[target]]
+
+    def _apply(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request["op"]
+        if op == "ping":
+            return {}
+        if op == "set_loss":
+            share = loss_fraction(float(request["share"]))
+            for state in self._selected(request.get("target")):
+                state.loss = share
+                state.counted = 0
+            return {}
+        if op == "set_delay":
+            delay_ms = float(request["ms"])
+            if delay_ms < 0:
+                raise ValueError(f"delay must be >= 0 ms, got {delay_ms}")
+            for state in self._selected(request.get("target")):
+                state.delay_s = delay_ms / 1000
+            return {}
+        if op == "log":
+            echoes = list(self.log)
+            if request.get("clear"):
+                self.log.clear()
+            return {"echoes": echoes}
+        raise ValueError(f"unknown op {op!r}")
+
+
+class ResponderControl:
+    """Client side of the responder's control socket (used by :class:`pingu.lab.Lab`)."""
+
+    def __init__(self, path: str, timeout: float = 5.0) -> None:
+        self.path = path
+        self.timeout = timeout
+
+    def request(self, op: str, **params: Any) -> dict[str, Any]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(self.timeout)
+            sock.connect(self.path)
+            sock.sendall(json.dumps({"op": op, **params}).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(1 << 16)
+                if not chunk:
+                    break
+                data += chunk
+        answer: dict[str, Any] = json.loads(data)
+        if not answer.get("ok"):
+            raise LabError(f"responder refused {op}: {answer.get('error')}")
+        return answer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pingu.lab.responder", description=__doc__)
+    parser.add_argument("--netns", required=True, help="namespace holding the targets")
+    parser.add_argument("--control", required=True, help="path of the control socket")
+    parser.add_argument("--target", action="append", required=True, help="address to answer for")
+    parser.add_argument("--parent", type=int, default=None, help="exit when this pid goes")
+    args = parser.parse_args(argv)
+    _netns.die_with_parent(args.parent)
+    _netns.enter(args.netns)
+    responder = Responder(args.target, args.control)
+    signal.signal(signal.SIGTERM, responder.stop)
+    signal.signal(signal.SIGINT, responder.stop)
+    try:
+        responder.run()
+    finally:
+        for sock in (responder.rx, responder.tx, responder.control, *responder.clients):
+            sock.close()
+        try:
+            os.unlink(args.control)
+        except FileNotFoundError:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

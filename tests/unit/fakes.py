@@ -1,0 +1,165 @@
+"""Small stateful fakes of the outside world, for driving the core without a network."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pingu.domain.commands import (
+    Command,
+    DeleteRoute,
+    InstallRoute,
+    RemoveRoute,
+    RunScript,
+    StartProbe,
+    StateChanged,
+)
+from pingu.domain.config import Config, InitialState, UplinkConfig
+from pingu.domain.core import Core
+from pingu.domain.events import (
+    Event,
+    LinkChanged,
+    LinkVanished,
+    ProbeFinished,
+    RouteAppeared,
+    RouteVanished,
+    TimerFired,
+)
+from pingu.domain.model import RoundResult, Route, TargetResult
+
+PROTO = 136
+TARGET = "203.0.113.10"
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class FakeKernel:
+    """Table main as a set of routes; commands are applied the way the adapter does."""
+
+    routes: set[Route] = field(default_factory=set)
+
+    def apply(self, command: Command) -> None:
+        match command:
+            case InstallRoute(route=route):
+                self.routes.add(route)
+            case RemoveRoute(route=route) | DeleteRoute(route=route):
+                self.routes.discard(route)
+            case _:
+                pass
+
+    def own(self, ifname: str) -> list[Route]:
+        return [
+            r
+            for r in self.defaults()
+            if r.proto == PROTO and (r.ifname or _name_of(r.ifindex)) == ifname
+        ]
+
+    def defaults(self) -> list[Route]:
+        return [r for r in self.routes if r.dst_len == 0 and r.table == 254]
+
+
+def uplink(name: str, metric: int, **settings: object) -> UplinkConfig:
+    """An uplink's settings with the seed's defaults, overridden by `settings`."""
+    fields: dict[str, object] = {"targets": (TARGET,), "period": 5.0}
+    fields.update(settings)
+    return UplinkConfig(name=name, metric=metric, **fields)  # type: ignore[arg-type]
+
+
+def config(*uplinks: UplinkConfig, initial: InitialState = InitialState.UP) -> Config:
+    return Config(proto=PROTO, uplinks=uplinks, initial_state=initial)
+
+
+IFINDEX = {"wan1": 2, "wan2": 3, "ppp0": 4, "eth9": 9}
+
+
+def _name_of(ifindex: int) -> str | None:
+    return next((name for name, index in IFINDEX.items() if index == ifindex), None)
+
+
+def dhcp_route(ifname: str, gateway: str | None, metric: int = 1024, proto: int = 16) -> Route:
+    return Route(
+        ifindex=IFINDEX[ifname],
+        ifname=ifname,
+        gateway=gateway,
+        metric=metric,
+        proto=proto,
+        scope=0 if gateway else 253,
+    )
+
+
+def round_result(
+    sent: int = 5,
+    received: int = 5,
+    delay_ms: float = 10.0,
+    target: str = TARGET,
+    early: bool = False,
+) -> RoundResult:
+    return RoundResult((TargetResult(target, sent, received, (delay_ms,) * received),), early)
+
+
+class Driver:
+    """Feeds events to a core at a fake time, applies its commands to a fake kernel."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.clock = FakeClock()
+        self.kernel = FakeKernel()
+        self.core = Core(cfg, self.clock.monotonic())
+        self.log: list[Command] = []
+
+    def send(self, event: Event) -> list[Command]:
+        match event:
+            case RouteAppeared(route=route):
+                self.kernel.routes.add(route)
+            case RouteVanished(route=route):
+                self.kernel.routes.discard(route)
+        commands = self.core.handle(event, self.clock.monotonic())
+        for command in commands:
+            self.kernel.apply(command)
+        self.log += commands
+        return commands
+
+    def link(self, ifname: str, carrier: bool = True, p2p: bool = False) -> list[Command]:
+        event = LinkChanged(IFINDEX[ifname], ifname, carrier, True, p2p, "100.64.0.2")
+        return self.send(event)
+
+    def unplug(self, ifname: str) -> list[Command]:
+        return self.send(LinkVanished(IFINDEX[ifname], ifname))
+
+    def capture(self, ifname: str, gateway: str | None, **kw: int) -> list[Command]:
+        return self.send(RouteAppeared(dhcp_route(ifname, gateway, **kw)))
+
+    def advance(self, seconds: float) -> list[Command]:
+        self.clock.advance(seconds)
+        return self.send(TimerFired())
+
+    def finish(self, ifname: str, result: RoundResult | None = None) -> list[Command]:
+        return self.send(ProbeFinished(ifname, result or round_result()))
+
+    def fail(self, ifname: str) -> list[Command]:
+        return self.finish(ifname, round_result(received=0))
+
+    def probes(self, commands: list[Command] | None = None) -> list[StartProbe]:
+        return [
+            c for c in (self.log if commands is None else commands) if isinstance(c, StartProbe)
+        ]
+
+    def scripts(self, uplink: str | None = None) -> list[RunScript]:
+        return [
+            c
+            for c in self.log
+            if isinstance(c, RunScript) and (uplink is None or c.uplink == uplink)
+        ]
+
+    def transitions(self) -> list[tuple[str, str, str]]:
+        return [(c.uplink, c.old, c.new) for c in self.log if isinstance(c, StateChanged)]

@@ -1,0 +1,321 @@
+"""load_config: comments, duplicate keys, syntax errors, file and script checks."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pingu.adapters.config_file import (
+    load_config,
+    parse_config_text,
+    script_problem,
+    strip_json_comments,
+)
+from pingu.domain.errors import ConfigError, ConfigProblem
+
+# The example of the seed's README (seed-py-pingu.md), verbatim.
+SEED_EXAMPLE = """\
+{
+  "host": "8.8.8.8", // Ping requests are sent to this host 
+  "proto": 136, // Proto number of the routes installed by py-pingu
+  "interfaces": {  // map of all monitored interfaces
+    "eno2": { // interface name
+      "metric": 100, // if the interface is ok (ICMP replies received and max_lost/max_delay are met) the then the route will be installed with this metric
+      "count": 10, // count of sent ICMP requests
+      "max_lost": 5, // maximum number of lost packets (if lost > max_lost the gw of this interface will be disabled)
+      "max_delay": 100, // maximum average delay (ms)
+      "period": 10, // probe eno2 each 10 seconds
+      "reset_script": "/path/to/script.sh", // script executed if the interface is marked as faulty
+      "reset_script_grace_period ": 60 // minimum time interval between two reset_script executions
+
+  
+    },
+    "wlo1": {
+      "metric": 50,
+      "period": 50 // probe wlo1 each 50 seconds
+    }
+  }
+}
+"""  # noqa: E501, W291, W293 (the seed's trailing spaces are part of the example)
+
+
+def write(tmp_path, text: str, name: str = "config.json"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def executable(tmp_path, name: str = "reset.sh", mode: int = 0o755) -> str:
+    script = tmp_path / name
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(mode)
+    return str(script)
+
+
+def load_problems(path) -> list[ConfigProblem]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    return list(caught.value.problems)
+
+
+def minimal_text(**settings: object) -> str:
+    return json.dumps({"host": "192.0.2.1", "interfaces": {"wan1": {"metric": 1, **settings}}})
+
+
+# --- the seed example ------------------------------------------------------------------
+
+
+def test_seed_example_names_the_key_with_a_trailing_space(tmp_path):
+    found = load_problems(write(tmp_path, SEED_EXAMPLE))
+
+    by_path = {p.path: p for p in found}
+    key = by_path["interfaces.eno2.reset_script_grace_period "]
+    assert key.value == 60
+    assert "did you mean 'reset_script_grace_period'?" in key.rule
+    # The seed's placeholder script does not exist here: reported in the same pass.
+    assert by_path["interfaces.eno2.reset_script"].rule == "no such file"
+    assert len(found) == 2
+
+
+def test_seed_example_passes_once_fixed(tmp_path):
+    script = executable(tmp_path)
+    text = SEED_EXAMPLE.replace('"reset_script_grace_period "', '"reset_script_grace_period"')
+    text = text.replace("/path/to/script.sh", script)
+
+    config = load_config(write(tmp_path, text))
+
+    eno2, wlo1 = config.uplinks
+    assert (eno2.name, eno2.metric, eno2.count, eno2.max_lost) == ("eno2", 100, 10, 5)
+    assert (eno2.max_delay_ms, eno2.period, eno2.reset_script) == (100.0, 10.0, script)
+    assert eno2.reset_script_grace_period == 60.0
+    assert (wlo1.name, wlo1.metric, wlo1.period) == ("wlo1", 50, 50.0)
+    assert wlo1.targets == eno2.targets == ("8.8.8.8",)
+    assert config.proto == 136
+
+
+# --- comments --------------------------------------------------------------------------
+
+
+def test_comment_markers_inside_strings_survive():
+    text = '{"a": "http://x/*y*/", "b": "say \\"//\\" and \\\\", "c": 1} // end'
+    assert parse_config_text(text) == {"a": "http://x/*y*/", "b": 'say "//" and \\', "c": 1}
+
+
+def test_block_comments_may_span_lines_and_keep_line_numbers():
+    text = '{\n/* one\ntwo\nthree */ "a": 1\n  "b": 2\n}'
+    with pytest.raises(ConfigError) as caught:
+        parse_config_text(text)
+    (problem,) = caught.value.problems
+    assert problem.path == "line 5, column 3"
+    assert problem.value == '"b": 2'
+    assert "Expecting ',' delimiter" in problem.rule
+
+
+def test_unclosed_block_comment_is_reported_where_it_opens():
+    with pytest.raises(ConfigError) as caught:
+        parse_config_text('{\n  "a": 1 /* oops\n}')
+    assert caught.value.problems == (
+        ConfigProblem("line 2, column 10", "/*", "comment never closed"),
+    )
+
+
+def test_comment_at_end_of_file_without_newline():
+    assert parse_config_text("[1] // done") == [1]
+
+
+def test_unterminated_string_is_a_syntax_error():
+    with pytest.raises(ConfigError) as caught:
+        parse_config_text('{"a": "open\n// "}')
+    assert caught.value.problems[0].path.startswith("line 1,")
+
+
+def test_string_ending_in_a_backslash_at_end_of_text():
+    with pytest.raises(ConfigError):
+        parse_config_text('"abc\\')
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(json_values)
+def test_plain_json_is_left_alone(value):
+    text = json.dumps(value, ensure_ascii=False)
+    assert strip_json_comments(text) == text
+
+
+@given(st.text())
+def test_stripping_keeps_length_and_newlines(text):
+    try:
+        stripped = strip_json_comments(text)
+    except ConfigError:
+        return
+    assert len(stripped) == len(text)
+    assert [i for i, c in enumerate(stripped) if c == "\n"] == [
+        i for i, c in enumerate(text) if c == "\n"
+    ]
+
+
+@given(json_values, st.text(alphabet=st.characters(exclude_characters="\n\r")), st.text())
+def test_comments_between_tokens_are_ignored(value, line_comment, block_comment):
+    block_comment = block_comment.replace("*/", "")
+    lines = json.dumps(value, indent=1, ensure_ascii=False).split("\n")
+    commented = "\n".join(f"/*{block_comment}*/{line} //{line_comment}" for line in lines)
+    assert parse_config_text(commented) == value
+
+
+# --- JSON errors -----------------------------------------------------------------------
+
+
+def test_trailing_comma_gets_a_hint():
+    with pytest.raises(ConfigError) as caught:
+        parse_config_text('{\n  "a": 1,\n}')
+    (problem,) = caught.value.problems
+    assert problem.path == "line 3, column 1"
+    assert "trailing comma" in problem.rule
+
+
+def test_duplicate_keys_are_errors_with_their_path(tmp_path):
+    text = """{
+      "host": "192.0.2.1",
+      "interfaces": {
+        "wan1": {"metric": 1, "count": 3, "count": 4},
+        "wan2": {"metric": 2},
+        "wan2": {"metric": 3}
+      },
+      "host": ["192.0.2.9", {"x": 1, "x": 2}]
+    }"""
+    found = load_problems(write(tmp_path, text))
+    assert [p.path for p in found[:4]] == [
+        "host",
+        "host[1].x",
+        "interfaces.wan2",
+        "interfaces.wan1.count",
+    ]
+    assert "more than once" in found[0].rule
+    assert found[3].value == 4
+    # The last host is the one validated, and its problem comes in the same list.
+    assert found[4].path == "host[1]"
+
+
+def test_syntax_error_in_a_file(tmp_path):
+    found = load_problems(write(tmp_path, '{"host": "192.0.2.1" "interfaces": {}}'))
+    assert len(found) == 1
+    assert found[0].path == "line 1, column 22"
+
+
+def test_nan_is_rejected(tmp_path):
+    (problem,) = load_problems(
+        write(tmp_path, minimal_text().replace('"metric": 1', '"metric": 1, "period": NaN'))
+    )
+    assert problem.path == "interfaces.wan1.period"
+
+
+# --- the file itself -------------------------------------------------------------------
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    (problem,) = load_problems(tmp_path / "absent.json")
+    assert problem.value == str(tmp_path / "absent.json")
+    assert "cannot read" in problem.rule
+    assert "No such file" in problem.rule
+
+
+def test_directory_is_a_config_error(tmp_path):
+    (problem,) = load_problems(tmp_path)
+    assert "cannot read" in problem.rule
+
+
+def test_non_utf8_file_is_a_config_error(tmp_path):
+    path = tmp_path / "latin1.json"
+    path.write_bytes(b'{"host": "\xe9"}')
+    (problem,) = load_problems(path)
+    assert "UTF-8" in problem.rule
+
+
+def test_utf8_bom_is_accepted(tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + minimal_text().encode())
+    assert load_config(path).uplinks[0].name == "wan1"
+
+
+def test_pathlike_and_str_paths(tmp_path):
+    path = write(tmp_path, minimal_text())
+    assert load_config(path) == load_config(str(path))
+
+
+# --- reset scripts ---------------------------------------------------------------------
+
+
+def test_executable_script_is_accepted(tmp_path):
+    script = executable(tmp_path)
+    config = load_config(write(tmp_path, minimal_text(reset_script=script)))
+    assert config.uplinks[0].reset_script == script
+
+
+@pytest.mark.parametrize(
+    ("mode", "why"),
+    [
+        (0o644, "executable"),
+        (0o775, "writable by group or others (mode 0775)"),
+        (0o757, "writable by group or others"),
+    ],
+)
+def test_unsafe_scripts_are_refused(tmp_path, mode, why):
+    if mode == 0o644 and os.geteuid() == 0:
+        pytest.skip("root may execute a file without x bits only if some x bit is set")
+    script = executable(tmp_path, mode=mode)
+    (problem,) = load_problems(write(tmp_path, minimal_text(reset_script=script)))
+    assert problem.path == "interfaces.wan1.reset_script"
+    assert problem.value == script
+    assert why in problem.rule
+
+
+def test_script_must_be_a_regular_file(tmp_path):
+    assert script_problem(str(tmp_path)) == "must be a regular file"
+
+
+def test_script_that_cannot_be_checked(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert script_problem(str(blocker / "inside.sh")).startswith("cannot be checked")
+
+
+def test_script_symlink_is_judged_by_its_target(tmp_path):
+    link = tmp_path / "link.sh"
+    link.symlink_to(executable(tmp_path))
+    assert script_problem(str(link)) is None
+
+
+def test_script_and_validation_problems_come_together(tmp_path):
+    text = json.dumps(
+        {
+            "host": "192.0.2.1",
+            "interfaces": {
+                "wan1": {"metric": 1, "count": 0, "reset_script": str(tmp_path / "none")},
+                "wan2": {"metric": 2, "reset_script": "relative.sh"},
+                "wan3": "not an object",
+            },
+        }
+    )
+    found = load_problems(write(tmp_path, text))
+    assert [p.path for p in found] == [
+        "interfaces.wan1.count",
+        "interfaces.wan2.reset_script",
+        "interfaces.wan3",
+        "interfaces.wan1.reset_script",
+    ]
+
+
+def test_scripts_are_not_checked_without_interfaces(tmp_path):
+    found = load_problems(write(tmp_path, '{"host": "192.0.2.1", "interfaces": []}'))
+    assert [p.path for p in found] == ["interfaces"]
