@@ -135,7 +135,7 @@ def detection_bounds(uplink: UplinkConfig) -> tuple[float, float]:
     decided after max_lost + 1 lost echoes (F). Going down takes `fall` rounds, coming
     back `rise` rounds, plus the round in progress when the uplink changed.
     """
-    round_s = ((uplink.count - 1) * uplink.interval_ms + uplink.timeout_ms) / 1000
+    round_s = round_seconds(uplink)
     every_s = max(uplink.period, round_s)
     fail_s = (uplink.max_lost * uplink.interval_ms + uplink.timeout_ms) / 1000
     return uplink.fall * every_s + fail_s, uplink.rise * every_s + round_s
