@@ -29,6 +29,13 @@ class RemoveRoute:
 
 
 @dataclass(frozen=True)
+class RestoreRoute:
+    """Put a captured route back as it was (when pingu stops with `on_exit: restore`)."""
+
+    route: Route
+
+
+@dataclass(frozen=True)
 class StartProbe:
     """Send one round of echoes to `targets` through `gateway` on uplink `uplink`."""
 
@@ -42,6 +49,7 @@ class StartProbe:
     interval_ms: int
     timeout_ms: int
     max_lost: int
+    round_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,7 @@ Command = (
     DeleteRoute
     | InstallRoute
     | RemoveRoute
+    | RestoreRoute
     | StartProbe
     | RunScript
     | RouteCaptured

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pingu.domain.commands import (
     Command,
     DeleteRoute,
+    RestoreRoute,
     RoundJudged,
     RouteCaptured,
     RunScript,
@@ -20,6 +21,7 @@ from pingu.domain.events import (
     LinkVanished,
     ProbeFinished,
     RouteAppeared,
+    RouteRefused,
     RouteVanished,
     ScriptFinished,
     TimerFired,
@@ -45,6 +47,7 @@ class Uplink:
     lease: Lease | None = None
     installed: Route | None = None
     probing: bool = False
+    round_id: int = 0
     next_round_at: float = 0.0
     script_running: bool = False
     last_script_at: float | None = None
@@ -88,14 +91,40 @@ class Core:
                 commands += self._link_changed(event, now)
             case LinkVanished(ifindex=ifindex, ifname=ifname):
                 commands += self._link_vanished(ifindex, ifname, now)
-            case ProbeFinished(uplink=name, result=result):
-                commands += self._probe_finished(name, result, now)
+            case ProbeFinished(uplink=name, result=result, round_id=round_id):
+                commands += self._probe_finished(name, result, round_id, now)
             case ScriptFinished(uplink=name):
                 if name in self.uplinks:
                     self.uplinks[name].script_running = False
+            case RouteRefused(route=route):
+                self._route_refused(route)
             case TimerFired():
                 pass
         commands += self._start_due_rounds(now)
+        return commands
+
+    def stop(self) -> list[Command]:
+        """Leave the table as if pingu had never run: captured routes back, pingu's gone."""
+        commands: list[Command] = []
+        for uplink in self.uplinks.values():
+            lease = uplink.lease
+            if (
+                lease is not None
+                and uplink.ifindex is not None
+                and lease.proto != self.config.proto
+            ):
+                captured = Route(
+                    ifindex=uplink.ifindex,
+                    ifname=uplink.name,
+                    gateway=lease.gateway,
+                    metric=lease.metric,
+                    proto=lease.proto,
+                    scope=lease.scope,
+                )
+                commands.append(RestoreRoute(captured))
+            if uplink.installed is not None:
+                commands += route_diff(uplink.installed, None)
+                uplink.installed = None
         return commands
 
     def next_deadline(self) -> float | None:
@@ -131,8 +160,7 @@ class Core:
         if uplink.lease is None:
             # Left by an earlier run of pingu: trust its gateway, and re-validate it now.
             uplink.lease = Lease(route.gateway, route.metric, route.proto, route.scope)
-            if not uplink.probing:
-                uplink.next_round_at = now
+            self._round_now(uplink, now)
         return self._reconcile(uplink)
 
     def _capture(self, uplink: Uplink, route: Route, now: float) -> list[Command]:
@@ -147,8 +175,8 @@ class Core:
         commands: list[Command] = [RouteCaptured(uplink.name, route, changed)]
         commands += self._reconcile(uplink)
         commands.append(DeleteRoute(route))
-        if changed and not uplink.probing:
-            uplink.next_round_at = now
+        if changed:
+            self._round_now(uplink, now)
         return commands
 
     def _route_vanished(self, route: Route) -> list[Command]:
@@ -159,6 +187,12 @@ class Core:
             return []
         uplink.installed = None
         return self._reconcile(uplink)
+
+    def _route_refused(self, route: Route) -> None:
+        """Not in the table after all: the next reconcile (next verdict) tries again."""
+        uplink = self._uplink_of(route)
+        if uplink is not None and uplink.installed == route:
+            uplink.installed = None
 
     def _desired(self, uplink: Uplink) -> Route | None:
         if not (uplink.health.health.routed and uplink.usable and uplink.lease is not None):
@@ -205,8 +239,8 @@ class Core:
         if was_usable and not uplink.usable:
             reason = "carrier lost" if not event.carrier else "interface set down"
             commands += self._apply(uplink, Signal.LINK_LOST, reason, now)
-        elif uplink.usable and not was_usable and not uplink.probing:
-            uplink.next_round_at = now
+        elif uplink.usable and not was_usable:
+            self._round_now(uplink, now)
         return commands + self._reconcile(uplink)
 
     def _link_vanished(self, ifindex: int, ifname: str, now: float) -> list[Command]:
@@ -224,6 +258,11 @@ class Core:
         return []
 
     # -- rounds --------------------------------------------------------------------------
+
+    def _round_now(self, uplink: Uplink, now: float) -> None:
+        """Start a fresh round at once; a round in flight was measured on what changed."""
+        uplink.probing = False  # its result, when it comes, no longer matches a round
+        uplink.next_round_at = now
 
     def _start_due_rounds(self, now: float) -> list[Command]:
         commands: list[Command] = []
@@ -249,6 +288,7 @@ class Core:
             verdict = Verdict(False, f"{reason}, nothing sent")
             return self._judged(uplink, verdict, now)
         uplink.probing = True
+        uplink.round_id += 1
         cfg = uplink.config
         return [
             StartProbe(
@@ -262,13 +302,16 @@ class Core:
                 interval_ms=cfg.interval_ms,
                 timeout_ms=cfg.timeout_ms,
                 max_lost=cfg.max_lost,
+                round_id=uplink.round_id,
             )
         ]
 
-    def _probe_finished(self, name: str, result: RoundResult, now: float) -> list[Command]:
+    def _probe_finished(
+        self, name: str, result: RoundResult, round_id: int, now: float
+    ) -> list[Command]:
         uplink = self.uplinks.get(name)
-        if uplink is None:
-            return []
+        if uplink is None or not uplink.probing or round_id != uplink.round_id:
+            return []  # unknown, or abandoned: it measured a gateway or link since replaced
         uplink.probing = False
         uplink.last_result = result
         if not uplink.usable:

@@ -43,10 +43,11 @@ class LinkVanished:
 
 @dataclass(frozen=True)
 class ProbeFinished:
-    """A round of echoes on one uplink has ended."""
+    """A round of echoes on one uplink has ended; `round_id` is its StartProbe's."""
 
     uplink: str
     result: RoundResult
+    round_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,14 @@ class ScriptFinished:
     returncode: int | None
 
 
+@dataclass(frozen=True)
+class RouteRefused:
+    """The kernel refused to install one of pingu's routes (e.g. gateway not on-link)."""
+
+    route: Route
+    reason: str
+
+
 Event = (
     RouteAppeared
     | RouteVanished
@@ -71,4 +80,5 @@ Event = (
     | ProbeFinished
     | TimerFired
     | ScriptFinished
+    | RouteRefused
 )

@@ -144,7 +144,8 @@ class Driver:
         return self.send(TimerFired())
 
     def finish(self, ifname: str, result: RoundResult | None = None) -> list[Command]:
-        return self.send(ProbeFinished(ifname, result or round_result()))
+        current = self.core.uplinks[ifname].round_id if ifname in self.core.uplinks else 0
+        return self.send(ProbeFinished(ifname, result or round_result(), current))
 
     def fail(self, ifname: str) -> list[Command]:
         return self.finish(ifname, round_result(received=0))

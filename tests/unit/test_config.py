@@ -176,7 +176,9 @@ def test_missing_value_reads_as_missing():
 
 
 def test_non_string_keys_are_rejected():
-    assert paths({1: 2, **minimal()}) == [""]
+    raw: dict[object, object] = {1: 2}
+    raw.update(minimal())
+    assert paths(raw) == [""]
     assert paths(minimal(interfaces={1: {"metric": 1}})) == ["interfaces"]
 
 

@@ -284,7 +284,9 @@ def test_script_must_be_a_regular_file(tmp_path):
 def test_script_that_cannot_be_checked(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert script_problem(str(blocker / "inside.sh")).startswith("cannot be checked")
+    problem = script_problem(str(blocker / "inside.sh"))
+    assert problem is not None
+    assert problem.startswith("cannot be checked")
 
 
 def test_script_symlink_is_judged_by_its_target(tmp_path):

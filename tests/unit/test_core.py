@@ -12,7 +12,7 @@ from pingu.domain.commands import (
     StartProbe,
 )
 from pingu.domain.config import InitialState
-from pingu.domain.events import RouteAppeared, RouteVanished, ScriptFinished
+from pingu.domain.events import LinkChanged, RouteAppeared, RouteVanished, ScriptFinished
 from pingu.domain.model import Route
 from pingu.domain.routes import own_route
 from tests.unit.fakes import PROTO, Driver, config, dhcp_route, round_result, uplink
@@ -58,7 +58,7 @@ def test_capture_starts_a_round_through_the_new_gateway_at_once() -> None:
     driver = two_uplinks()
     commands = driver.capture("wan1", GW1)
     assert driver.probes(commands) == [
-        StartProbe("wan1", 2, GW1, False, "100.64.0.2", ("203.0.113.10",), 5, 500, 1000, 2)
+        StartProbe("wan1", 2, GW1, False, "100.64.0.2", ("203.0.113.10",), 5, 500, 1000, 2, 1)
     ]
 
 
@@ -258,9 +258,7 @@ def test_interface_deleted_and_recreated_is_addressed_by_its_new_index() -> None
     assert driver.kernel.own("wan1") == [own_route(12, "wan1", GW1, 100, PROTO)]
 
 
-def driver_link(ifindex: int) -> object:
-    from pingu.domain.events import LinkChanged
-
+def driver_link(ifindex: int) -> LinkChanged:
     return LinkChanged(ifindex, "wan1", True, True, False, None)
 
 
@@ -268,7 +266,7 @@ def test_new_ifindex_without_deletion_seen_is_a_recreation() -> None:
     driver = two_uplinks()
     driver.capture("wan1", GW1)
     driver.finish("wan1")
-    commands = driver.send(driver_link(12))  # type: ignore[arg-type]
+    commands = driver.send(driver_link(12))
     assert driver.transitions()[-1] == ("wan1", "up", "down")
     assert RemoveRoute(own("wan1", GW1, 100)) not in commands  # died with the old link
 
@@ -280,8 +278,6 @@ def test_unconfigured_links_are_ignored() -> None:
 
 
 def test_admin_down_takes_the_uplink_down() -> None:
-    from pingu.domain.events import LinkChanged
-
     driver = two_uplinks()
     driver.capture("wan1", GW1)
     driver.send(LinkChanged(2, "wan1", True, False, False, None))
@@ -364,3 +360,60 @@ def test_script_env_without_any_round_has_no_loss() -> None:
     env = dict(driver.scripts("wan1")[0].env)
     assert "PINGU_LOSS" not in env
     assert env["PINGU_GATEWAY"] == ""
+
+
+def test_refused_install_is_retried_at_the_next_verdict() -> None:
+    from pingu.domain.events import RouteRefused
+
+    driver = two_uplinks()
+    driver.capture("wan1", GW1)
+    route = own("wan1", GW1, 100)
+    driver.kernel.routes.discard(route)
+    assert driver.send(RouteRefused(route, "Network is unreachable")) == []
+    assert driver.core.uplinks["wan1"].installed is None
+    assert InstallRoute(route) in driver.finish("wan1")
+    assert driver.send(RouteRefused(own("wan2", GW2, 200), "x")) == []
+
+
+def test_stop_puts_captured_routes_back_before_removing_its_own() -> None:
+    from pingu.domain.commands import RestoreRoute
+
+    driver = two_uplinks()
+    driver.capture("wan1", GW1, metric=1024)
+    driver.capture("wan2", GW2, metric=600)
+    driver.fail("wan2")
+    commands = driver.core.stop()
+    assert commands == [
+        RestoreRoute(dhcp_route("wan1", GW1, metric=1024)),
+        RemoveRoute(own("wan1", GW1, 100)),
+        RestoreRoute(dhcp_route("wan2", GW2, metric=600)),
+    ]
+
+
+def test_stop_does_not_restore_a_gateway_only_adopted_from_its_own_route() -> None:
+    driver = two_uplinks()
+    driver.send(RouteAppeared(own("wan1", GW1, 100)))
+    assert driver.core.stop() == [RemoveRoute(own("wan1", GW1, 100))]
+
+
+def test_round_through_an_old_gateway_is_abandoned_for_a_fresh_one() -> None:
+    from pingu.domain.events import ProbeFinished
+
+    driver = two_uplinks(reset_script="/bin/true")
+    driver.capture("wan1", GW1)
+    old_round = driver.probes()[-1].round_id
+    commands = driver.capture("wan1", "192.0.2.254")
+    (fresh,) = driver.probes(commands)
+    assert fresh.gateway == "192.0.2.254"
+    assert fresh.round_id != old_round
+    stale = ProbeFinished("wan1", round_result(received=0), old_round)
+    assert driver.send(stale) == []
+    assert driver.kernel.own("wan1") == [own("wan1", "192.0.2.254", 100)]
+
+
+def test_carrier_back_during_a_round_starts_a_fresh_one() -> None:
+    driver = two_uplinks()
+    driver.capture("wan1", GW1)
+    driver.link("wan1", carrier=False)
+    commands = driver.link("wan1")
+    assert len(driver.probes(commands)) == 1

@@ -91,7 +91,11 @@ def driver_for(rise: int, fall: int, initial: InitialState) -> Driver:
 
 
 def consistent(driver: Driver, event: Event) -> Event:
-    """Kernel facts: a vanished link takes its routes with it."""
+    """Kernel facts: a vanished link takes its routes with it; results answer real rounds."""
+    if isinstance(event, ProbeFinished) and event.uplink in driver.core.uplinks:
+        current = driver.core.uplinks[event.uplink].round_id
+        stale = len(event.result.targets[0].delays_ms) == 4
+        return ProbeFinished(event.uplink, event.result, current - 1 if stale else current)
     if isinstance(event, LinkVanished):
         gone = {r for r in driver.kernel.routes if r.ifindex == event.ifindex}
         driver.kernel.routes -= gone

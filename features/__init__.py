@@ -1,0 +1,1 @@
+"""Gherkin specs of pingu's failover behaviour, bound to the core with pytest-bdd."""

@@ -1,0 +1,467 @@
+"""Steps shared by every feature: the operator's words bound to the core and its fakes.
+
+Each scenario gets its own `Driver` (fake clock, fake table main) from its first step;
+every step that feeds the core an event publishes the commands it returned as `commands`,
+and the `then` steps assert on those commands and on the routes left in the fake table.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from parse import with_pattern
+from pytest_bdd import given, parsers, then, when
+
+from pingu.domain.commands import (
+    Command,
+    DeleteRoute,
+    InstallRoute,
+    RemoveRoute,
+    RoundJudged,
+    RouteCaptured,
+    RunScript,
+    StartProbe,
+    StateChanged,
+)
+from pingu.domain.config import InitialState, UplinkConfig
+from pingu.domain.events import RouteAppeared, ScriptFinished
+from pingu.domain.model import (
+    MAIN_TABLE,
+    SCOPE_LINK,
+    SCOPE_UNIVERSE,
+    RoundResult,
+    Route,
+    TargetResult,
+)
+from tests.unit.fakes import IFINDEX, PROTO, Driver, config, round_result, uplink
+
+# -- the operator's words --------------------------------------------------------------
+
+PROTOCOLS = {"pingu": PROTO, "kernel": 2, "boot": 3, "static": 4, "ra": 9, "dhcp": 16}
+TABLES = {"main": MAIN_TABLE, "default": 253, "local": 255}
+SCOPES = {"global": SCOPE_UNIVERSE, "universe": SCOPE_UNIVERSE, "link": SCOPE_LINK}
+ROUTE_ATTRIBUTES = ("via", "dev", "table", "proto", "scope", "metric")
+DHCP_METRIC = 1024
+C = TypeVar("C")
+T = TypeVar("T")
+
+
+def _named(value: str, names: dict[str, int]) -> int:
+    return names[value] if value in names else int(value)
+
+
+def parse_route(text: str) -> Route:
+    """A route in iproute2's words: `default via 192.0.2.1 dev wan1 proto dhcp metric 1024`."""
+    destination, *words = text.split()
+    if len(words) % 2:
+        raise ValueError(f"route {text!r}: every attribute needs a value")
+    attributes = dict(zip(words[::2], words[1::2], strict=True))
+    unknown = sorted(set(attributes) - set(ROUTE_ATTRIBUTES))
+    if unknown or "dev" not in attributes:
+        raise ValueError(f"route {text!r}: needs dev, knows only {', '.join(ROUTE_ATTRIBUTES)}")
+    device = attributes["dev"]
+    if device not in IFINDEX:
+        raise ValueError(f"route {text!r}: the fake kernel has only {', '.join(IFINDEX)}")
+    gateway = attributes.get("via")
+    prefix = 0 if destination == "default" else ipaddress.ip_network(destination).prefixlen
+    default_scope = "global" if gateway else "link"
+    return Route(
+        ifindex=IFINDEX[device],
+        ifname=device,
+        gateway=gateway,
+        metric=int(attributes.get("metric", "0")),
+        proto=_named(attributes.get("proto", "boot"), PROTOCOLS),
+        table=_named(attributes.get("table", "main"), TABLES),
+        dst_len=prefix,
+        scope=SCOPES[attributes.get("scope", default_scope)],
+    )
+
+
+def _field(pattern: str, convert: Callable[[str], T]) -> Callable[[str], T]:
+    """A field type for step patterns: text matching `pattern`, passed through `convert`."""
+    typed: Callable[[str], T] = with_pattern(pattern)(convert)
+    return typed
+
+
+FIELDS = {
+    "Word": _field(r"[\w.:-]+", lambda text: text),  # an uplink, an address, a state
+    "Path": _field(r"/\S+", lambda text: text),  # a script
+    "Route": _field(r'[^"]+', parse_route),  # a route in iproute2's words, between quotes
+}
+
+
+def step(text: str) -> parsers.parse:
+    """A step pattern that knows the field types `Word`, `Path` and `Route`."""
+    return parsers.parse(text, extra_types=FIELDS)
+
+
+def _name_of(number: int, names: dict[str, int]) -> str:
+    return next((name for name, value in names.items() if value == number), str(number))
+
+
+def show_route(route: Route) -> str:
+    """The route the way `ip route` prints it (a prefix shows only its length)."""
+    words = ["default" if route.is_default else f"<prefix>/{route.dst_len}"]
+    if route.gateway:
+        words += ["via", route.gateway]
+    words += ["dev", route.ifname or f"#{route.ifindex}"]
+    if route.table != MAIN_TABLE:
+        words += ["table", _name_of(route.table, TABLES)]
+    words += ["proto", _name_of(route.proto, PROTOCOLS)]
+    if route.scope == SCOPE_LINK:
+        words += ["scope", "link"]
+    words += ["metric", str(route.metric)]
+    return " ".join(words)
+
+
+def show_table(driver: Driver) -> str:
+    return "\n".join(sorted(show_route(r) for r in driver.kernel.routes)) or "(empty)"
+
+
+def _unit(value: str, unit: str) -> float:
+    return float(value.strip().removesuffix(unit).strip())
+
+
+COLUMNS: dict[str, tuple[str, Callable[[str], object]]] = {
+    "host": ("targets", lambda cell: tuple(t.strip() for t in cell.split(","))),
+    "min_hosts_up": ("min_hosts_up", int),
+    "count": ("count", int),
+    "max_lost": ("max_lost", int),
+    "max_delay": ("max_delay_ms", lambda cell: _unit(cell, "ms")),
+    "period": ("period", lambda cell: _unit(cell, "s")),
+    "rise": ("rise", int),
+    "fall": ("fall", int),
+    "reset_script": ("reset_script", str),
+    "reset_script_grace_period": ("reset_script_grace_period", lambda cell: _unit(cell, "s")),
+}
+
+
+def uplinks_from(datatable: list[list[str]]) -> list[UplinkConfig]:
+    """One uplink per row; `uplink` and `metric` are required, an empty cell is the default."""
+    header, *rows = datatable
+    uplinks = []
+    for row in rows:
+        cells = dict(zip(header, row, strict=True))
+        settings = {
+            COLUMNS[key][0]: COLUMNS[key][1](cell)
+            for key, cell in cells.items()
+            if key not in ("uplink", "metric") and cell.strip()
+        }
+        uplinks.append(uplink(cells["uplink"], int(cells["metric"]), **settings))
+    return uplinks
+
+
+def _of_type(commands: Iterable[Command], kind: type[C]) -> list[C]:
+    return [c for c in commands if isinstance(c, kind)]
+
+
+def _index(commands: list[Command], wanted: Command) -> int:
+    assert wanted in commands, f"expected {wanted} among:\n" + "\n".join(map(str, commands))
+    return commands.index(wanted)
+
+
+def _split_addresses(text: str) -> list[str]:
+    return [a.strip() for a in text.replace(" and ", ",").split(",") if a.strip()]
+
+
+# -- given: the configuration ----------------------------------------------------------
+
+
+@given(step("pingu runs with the uplinks:"), target_fixture="driver")
+def pingu_runs(datatable: list[list[str]]) -> Driver:
+    return Driver(config(*uplinks_from(datatable)))
+
+
+@given(step("pingu runs with initial_state {state:Word} and the uplinks:"), target_fixture="driver")
+def pingu_runs_starting(state: str, datatable: list[list[str]]) -> Driver:
+    return Driver(config(*uplinks_from(datatable), initial=InitialState(state)))
+
+
+# -- given/when: what happens on the links and in the table ----------------------------
+
+
+@given(step("the link {name:Word} is up"), target_fixture="commands")
+@when(step("the link {name:Word} is up"), target_fixture="commands")
+def link_up(driver: Driver, name: str) -> list[Command]:
+    return driver.link(name)
+
+
+@given(step("the point-to-point link {name:Word} is up"), target_fixture="commands")
+@when(step("the point-to-point link {name:Word} is up"), target_fixture="commands")
+def p2p_link_up(driver: Driver, name: str) -> list[Command]:
+    return driver.link(name, p2p=True)
+
+
+@given(step("{name:Word} loses its carrier"), target_fixture="commands")
+@when(step("{name:Word} loses its carrier"), target_fixture="commands")
+def carrier_lost(driver: Driver, name: str) -> list[Command]:
+    return driver.link(name, carrier=False, p2p=driver.core.uplinks[name].point_to_point)
+
+
+@given(step("{name:Word} gets its carrier back"), target_fixture="commands")
+@when(step("{name:Word} gets its carrier back"), target_fixture="commands")
+def carrier_back(driver: Driver, name: str) -> list[Command]:
+    return driver.link(name, carrier=True, p2p=driver.core.uplinks[name].point_to_point)
+
+
+@given(step('the route "{route:Route}" appears'), target_fixture="commands")
+@when(step('the route "{route:Route}" appears'), target_fixture="commands")
+def route_appears(driver: Driver, route: Route) -> list[Command]:
+    return driver.send(RouteAppeared(route))
+
+
+@given(step('the DHCP client of {name:Word} installs "{route:Route}"'), target_fixture="commands")
+@when(step('the DHCP client of {name:Word} installs "{route:Route}"'), target_fixture="commands")
+def dhcp_installs(driver: Driver, name: str, route: Route) -> list[Command]:
+    assert route.ifname == name, f"the DHCP client of {name} installs routes on {name} only"
+    return driver.send(RouteAppeared(route))
+
+
+@given(step("{name:Word} is up with a DHCP lease via {gateway:Word}"), target_fixture="commands")
+def up_with_lease(driver: Driver, name: str, gateway: str) -> list[Command]:
+    lease = f"default via {gateway} dev {name} proto dhcp metric {DHCP_METRIC}"
+    return driver.link(name) + driver.send(RouteAppeared(parse_route(lease)))
+
+
+# -- given/when: rounds, time and scripts ----------------------------------------------
+
+
+def _round_in_progress(driver: Driver, name: str) -> None:
+    assert driver.core.uplinks[name].probing, f"no round is in progress on {name}"
+
+
+def _answer(driver: Driver, name: str, result: RoundResult) -> list[Command]:
+    _round_in_progress(driver, name)
+    return driver.finish(name, result)
+
+
+@given(step("the round on {name:Word} passes"), target_fixture="commands")
+@when(step("the round on {name:Word} passes"), target_fixture="commands")
+def round_passes(driver: Driver, name: str) -> list[Command]:
+    return _answer(driver, name, round_result())
+
+
+@given(step("the round on {name:Word} fails"), target_fixture="commands")
+@when(step("the round on {name:Word} fails"), target_fixture="commands")
+def round_fails(driver: Driver, name: str) -> list[Command]:
+    return _answer(driver, name, round_result(received=0))
+
+
+@when(
+    step(
+        "the round on {name:Word} gets {received:d} of {sent:d} echoes back,"
+        " {delay:g} ms on average"
+    ),
+    target_fixture="commands",
+)
+def round_measured(
+    driver: Driver, name: str, received: int, sent: int, delay: float
+) -> list[Command]:
+    return _answer(driver, name, round_result(sent=sent, received=received, delay_ms=delay))
+
+
+@given(step("the round on {name:Word} gets no echo back from {silent}"), target_fixture="commands")
+@when(step("the round on {name:Word} gets no echo back from {silent}"), target_fixture="commands")
+def round_with_silent_targets(driver: Driver, name: str, silent: str) -> list[Command]:
+    """Every target answers all its echoes in 10 ms, except the silent ones."""
+    settings = driver.core.uplinks[name].config
+    quiet = _split_addresses(silent)
+    assert set(quiet) <= set(settings.targets), f"{quiet} are not all targets of {name}"
+    results = tuple(
+        TargetResult(t, settings.count, 0)
+        if t in quiet
+        else TargetResult(t, settings.count, settings.count, (10.0,) * settings.count)
+        for t in settings.targets
+    )
+    return _answer(driver, name, RoundResult(results))
+
+
+@given(step("{seconds:g} seconds pass"), target_fixture="commands")
+@when(step("{seconds:g} seconds pass"), target_fixture="commands")
+@when(step("{seconds:g} second passes"), target_fixture="commands")
+def time_passes(driver: Driver, seconds: float) -> list[Command]:
+    return driver.advance(seconds)
+
+
+@given(step("the reset script of {name:Word} ends"), target_fixture="commands")
+@when(step("the reset script of {name:Word} ends"), target_fixture="commands")
+def script_ends(driver: Driver, name: str) -> list[Command]:
+    script = driver.core.uplinks[name].config.reset_script
+    assert script is not None, f"{name} has no reset script"
+    return driver.send(ScriptFinished(name, script, 0))
+
+
+# -- then: the table --------------------------------------------------------------------
+
+
+@then(step('the table holds "{route:Route}"'))
+@then(step('the table still holds "{route:Route}"'))
+def table_holds(driver: Driver, route: Route) -> None:
+    assert route in driver.kernel.routes, f"table main:\n{show_table(driver)}"
+
+
+@then(step('the table does not hold "{route:Route}"'))
+def table_lacks(driver: Driver, route: Route) -> None:
+    assert route not in driver.kernel.routes, f"table main:\n{show_table(driver)}"
+
+
+@then(step("the default routes in the table are:"))
+def default_routes_are(driver: Driver, docstring: str) -> None:
+    expected = {parse_route(line) for line in docstring.splitlines() if line.strip()}
+    assert set(driver.kernel.defaults()) == expected, f"table main:\n{show_table(driver)}"
+
+
+@then(step("the table holds no default route"))
+def no_default_route(driver: Driver) -> None:
+    assert not driver.kernel.defaults(), f"table main:\n{show_table(driver)}"
+
+
+@then(step("the DHCP route of {name:Word} is gone"))
+def dhcp_route_gone(driver: Driver, name: str) -> None:
+    left = [r for r in driver.kernel.routes if r.ifname == name and r.proto == PROTOCOLS["dhcp"]]
+    assert not left, f"table main:\n{show_table(driver)}"
+
+
+@then(step("the DHCP route is gone"))
+def every_dhcp_route_gone(driver: Driver) -> None:
+    left = [r for r in driver.kernel.defaults() if r.proto == PROTOCOLS["dhcp"]]
+    assert not left, f"table main:\n{show_table(driver)}"
+
+
+# -- then: the commands ------------------------------------------------------------------
+
+
+@then(step('pingu installs "{route:Route}"'))
+def installs(commands: list[Command], route: Route) -> None:
+    _index(commands, InstallRoute(route))
+
+
+@then(step('pingu removes "{route:Route}"'))
+def removes(commands: list[Command], route: Route) -> None:
+    _index(commands, RemoveRoute(route))
+
+
+@then(step('pingu installs "{new:Route}" before it deletes "{captured:Route}"'))
+def installs_before_delete(commands: list[Command], new: Route, captured: Route) -> None:
+    install = _index(commands, InstallRoute(new))
+    assert install < _index(commands, DeleteRoute(captured)), commands
+
+
+@then(step('pingu installs "{new:Route}" before it removes "{old:Route}"'))
+def installs_before_remove(commands: list[Command], new: Route, old: Route) -> None:
+    install = _index(commands, InstallRoute(new))
+    assert install < _index(commands, RemoveRoute(old)), commands
+
+
+@then(step("{name:Word} is captured with gateway {gateway:Word}"))
+def captured_with(commands: list[Command], name: str, gateway: str) -> None:
+    captures = [c for c in _of_type(commands, RouteCaptured) if c.uplink == name]
+    assert [c.route.gateway for c in captures] == [gateway], commands
+
+
+@then(step("{name:Word} is captured without a gateway"))
+def captured_without(commands: list[Command], name: str) -> None:
+    captures = [c for c in _of_type(commands, RouteCaptured) if c.uplink == name]
+    assert [c.route.gateway for c in captures] == [None], commands
+
+
+@then(step("no route is installed, removed or deleted"))
+def table_untouched(commands: list[Command]) -> None:
+    changes = [c for c in commands if isinstance(c, InstallRoute | RemoveRoute | DeleteRoute)]
+    assert not changes, changes
+
+
+@then(step('no command touches "{route:Route}"'))
+def never_touched(driver: Driver, route: Route) -> None:
+    touching = [c for c in driver.log if getattr(c, "route", None) == route]
+    assert not touching, touching
+
+
+@then(step("a round starts on {name:Word} through {gateway:Word}"))
+def round_starts_through(commands: list[Command], name: str, gateway: str) -> None:
+    probes = [p for p in _of_type(commands, StartProbe) if p.uplink == name]
+    assert [p.gateway for p in probes] == [gateway], commands
+
+
+@then(step("a round starts on {name:Word} without a gateway"))
+def round_starts_gatewayless(commands: list[Command], name: str) -> None:
+    probes = [p for p in _of_type(commands, StartProbe) if p.uplink == name]
+    assert [(p.gateway, p.point_to_point) for p in probes] == [(None, True)], commands
+
+
+@then(step("a round starts on {name:Word}"))
+def round_starts(commands: list[Command], name: str) -> None:
+    assert [p.uplink for p in _of_type(commands, StartProbe)] == [name], commands
+
+
+@then(step("no round starts"))
+def no_round(commands: list[Command]) -> None:
+    assert not _of_type(commands, StartProbe), commands
+
+
+@then(step("the echoes of that round go to {targets}"))
+def round_targets(commands: list[Command], targets: str) -> None:
+    (probe,) = _of_type(commands, StartProbe)
+    assert list(probe.targets) == _split_addresses(targets), probe
+
+
+@then(step("the verdict on {name:Word} is {verdict:Word}"))
+def verdict_is(commands: list[Command], name: str, verdict: str) -> None:
+    verdicts = [v for v in _of_type(commands, RoundJudged) if v.uplink == name]
+    assert [v.passed for v in verdicts] == [verdict == "pass"], commands
+
+
+@then(step('the verdict on {name:Word} is {verdict:Word}: "{detail}"'))
+def verdict_is_because(commands: list[Command], name: str, verdict: str, detail: str) -> None:
+    verdicts = [v for v in _of_type(commands, RoundJudged) if v.uplink == name]
+    assert [v.passed for v in verdicts] == [verdict == "pass"], commands
+    assert detail in verdicts[0].reason, verdicts[0].reason
+
+
+@then(step("{name:Word} goes from {old:Word} to {new:Word}"))
+def goes_from_to(commands: list[Command], name: str, old: str, new: str) -> None:
+    changes = [(c.old, c.new) for c in _of_type(commands, StateChanged) if c.uplink == name]
+    assert changes == [(old, new)], commands
+
+
+@then(step("the health of {name:Word} is {health:Word}"))
+def health_is(driver: Driver, name: str, health: str) -> None:
+    assert driver.core.uplinks[name].health.health.value == health
+
+
+# -- then: the reset script --------------------------------------------------------------
+
+
+def _scripts_of(commands: list[Command], name: str) -> list[RunScript]:
+    return [s for s in _of_type(commands, RunScript) if s.uplink == name]
+
+
+@then(step("the reset script {script:Path} of {name:Word} runs"))
+def script_runs(commands: list[Command], script: str, name: str) -> None:
+    assert [s.script for s in _scripts_of(commands, name)] == [script], commands
+
+
+@then(step('the reset script of {name:Word} runs with reason "{reason}"'))
+def script_runs_because(commands: list[Command], name: str, reason: str) -> None:
+    (run,) = _scripts_of(commands, name)
+    assert run.reason == reason
+    assert ("PINGU_REASON", reason) in run.env, run.env
+
+
+@then(step("no script runs"))
+def no_script(commands: list[Command]) -> None:
+    assert not _of_type(commands, RunScript), commands
+
+
+@then(step("pingu removes the route of {name:Word} before the reset script starts"))
+def removed_before_script(driver: Driver, commands: list[Command], name: str) -> None:
+    removals = [
+        i for i, c in enumerate(commands) if isinstance(c, RemoveRoute) and c.route.ifname == name
+    ]
+    scripts = [i for i, c in enumerate(commands) if isinstance(c, RunScript) and c.uplink == name]
+    assert removals, commands
+    assert scripts, commands
+    assert removals[-1] < scripts[0], commands
+    assert not driver.kernel.own(name)

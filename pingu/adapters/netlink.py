@@ -1,0 +1,277 @@
+"""The route table port on pyroute2 0.9: dumps, a live event stream with resync, route changes."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pyroute2 import AsyncIPRoute
+from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
+from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_LINK
+
+from pingu.domain.events import (
+    Event,
+    LinkChanged,
+    LinkVanished,
+    RouteAppeared,
+    RouteVanished,
+)
+from pingu.domain.model import Route
+
+log = logging.getLogger(__name__)
+
+ARPHRD_ETHER = 1
+IFF_UP = 0x1
+MONITOR_GROUPS = RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV4_IFADDR
+DUMP_ATTEMPTS = 5
+RESYNC_PAUSE_S = 0.2
+RESYNC_PAUSE_MAX_S = 5.0
+
+
+class Message(Protocol):
+    """The part of a pyroute2 netlink message this adapter reads."""
+
+    def get(self, key: Any, default: Any = None) -> Any: ...
+
+    def __getitem__(self, key: str) -> Any: ...
+
+
+class RouteChangeFailed(Exception):
+    """The kernel refused a route change; the message says which and why."""
+
+
+@dataclass
+class LinkInfo:
+    """What the adapter remembers of a link, to name routes and carry addresses."""
+
+    ifindex: int
+    ifname: str
+    carrier: bool
+    admin_up: bool
+    point_to_point: bool
+    address: str | None = None
+
+    def event(self) -> LinkChanged:
+        return LinkChanged(
+            self.ifindex,
+            self.ifname,
+            self.carrier,
+            self.admin_up,
+            self.point_to_point,
+            self.address,
+        )
+
+
+def link_info(msg: Message, address: str | None) -> LinkInfo:
+    """A link message as the adapter's record of it."""
+    return LinkInfo(
+        ifindex=int(msg["index"]),
+        ifname=str(msg.get("ifname")),
+        carrier=bool(msg.get("carrier", 0)),
+        admin_up=bool(msg["flags"] & IFF_UP),
+        point_to_point=int(msg["ifi_type"]) != ARPHRD_ETHER,
+        address=address,
+    )
+
+
+def route_of(msg: Message, names: Callable[[int], str | None]) -> Route | None:
+    """An IPv4 default route message as a domain Route; None for anything pingu ignores."""
+    if msg.get("family") != socket.AF_INET or msg.get("dst_len") != 0:
+        return None
+    oif = msg.get("oif")
+    if oif is None:  # multipath or blackhole: not an uplink's route
+        return None
+    return Route(
+        ifindex=int(oif),
+        ifname=names(int(oif)),
+        gateway=msg.get("gateway"),
+        metric=int(msg.get("priority") or 0),
+        proto=int(msg.get("proto") or 0),
+        table=int(msg.get("table") or msg.get("rtm_table") or 0),
+        dst_len=0,
+        scope=int(msg.get("scope") or 0),
+    )
+
+
+def route_spec(route: Route) -> dict[str, Any]:
+    """The exact netlink key of a route, so a change touches that route and no other."""
+    spec: dict[str, Any] = {
+        "dst": "0.0.0.0/0",
+        "oif": route.ifindex,
+        "priority": route.metric,
+        "proto": route.proto,
+        "table": route.table,
+        "scope": route.scope,
+        "family": socket.AF_INET,
+    }
+    if route.gateway is not None:
+        spec["gateway"] = route.gateway
+    return spec
+
+
+class NetlinkRouteTable:
+    """Table main through rtnetlink, in the current network namespace (or `netns`)."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        self._netns = netns
+        self._links: dict[int, LinkInfo] = {}
+        self._addresses: dict[int, str] = {}
+        self._requests: AsyncIPRoute | None = None
+        self.resyncs = 0
+
+    # -- sockets -------------------------------------------------------------------------
+
+    def _socket(self) -> AsyncIPRoute:
+        kwargs: dict[str, Any] = {"ext_ack": True, "strict_check": True}
+        if self._netns is not None:
+            kwargs.update(netns=self._netns, flags=0)
+        return AsyncIPRoute(**kwargs)
+
+    async def _request_socket(self) -> AsyncIPRoute:
+        if self._requests is None:
+            self._requests = self._socket()
+            await self._requests.setup_endpoint()
+        return self._requests
+
+    async def close(self) -> None:
+        if self._requests is not None:
+            self._requests.close()
+            self._requests = None
+
+    # -- reading -------------------------------------------------------------------------
+
+    def name_of(self, ifindex: int) -> str | None:
+        info = self._links.get(ifindex)
+        return info.ifname if info else None
+
+    async def snapshot(self) -> list[Event]:
+        """Links (with their IPv4 address) then default routes: the state to reconcile."""
+        for attempt in range(1, DUMP_ATTEMPTS + 1):
+            try:
+                return await self._dump()
+            except NetlinkDumpInterrupted:
+                log.debug("netlink dump interrupted (attempt %d), dumping again", attempt)
+        return await self._dump()
+
+    async def _dump(self) -> list[Event]:
+        ipr = await self._request_socket()
+        addresses: dict[int, str] = {}
+        async for msg in await ipr.addr("dump", family=socket.AF_INET):
+            addresses.setdefault(int(msg["index"]), str(msg.get("address")))
+        links: dict[int, LinkInfo] = {}
+        async for msg in await ipr.link("dump"):
+            info = link_info(msg, None)
+            info.address = addresses.get(info.ifindex)
+            links[info.ifindex] = info
+        self._links, self._addresses = links, addresses
+        events: list[Event] = [info.event() for info in links.values()]
+        async for msg in await ipr.route("dump", family=socket.AF_INET):
+            route = route_of(msg, self.name_of)
+            if route is not None:
+                events.append(RouteAppeared(route))
+        return events
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Subscribe, dump, then follow changes; on overflow or error, start over."""
+        pause = RESYNC_PAUSE_S
+        while True:
+            monitor = self._socket()
+            try:
+                await monitor.bind(groups=MONITOR_GROUPS)
+                for event in await self.snapshot():
+                    yield event
+                pause = RESYNC_PAUSE_S
+                while True:
+                    async for msg in monitor.get():
+                        for event in self._translate(msg):
+                            yield event
+            except OSError as error:
+                if error.errno == errno.ENOBUFS:
+                    log.warning(
+                        "netlink monitor overflowed (ENOBUFS): events were lost; "
+                        "resynchronising from a full dump"
+                    )
+                else:
+                    log.error(
+                        "netlink monitor failed (%s); resynchronising in %.1f s", error, pause
+                    )
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, RESYNC_PAUSE_MAX_S)
+                self.resyncs += 1
+                await self._reset_requests()
+            finally:
+                monitor.close()
+
+    async def _reset_requests(self) -> None:
+        await self.close()
+
+    def _translate(self, msg: Message) -> list[Event]:
+        kind = msg.get("event")
+        if kind in ("RTM_NEWROUTE", "RTM_DELROUTE"):
+            route = route_of(msg, self.name_of)
+            if route is None:
+                return []
+            return [RouteAppeared(route) if kind == "RTM_NEWROUTE" else RouteVanished(route)]
+        if kind == "RTM_NEWLINK":
+            index = int(msg["index"])
+            info = link_info(msg, self._addresses.get(index))
+            if self._links.get(index) == info:
+                return []
+            self._links[index] = info
+            return [info.event()]
+        if kind == "RTM_DELLINK":
+            gone = self._links.pop(int(msg["index"]), None)
+            name = gone.ifname if gone else str(msg.get("ifname"))
+            self._addresses.pop(int(msg["index"]), None)
+            return [LinkVanished(int(msg["index"]), name)]
+        if kind in ("RTM_NEWADDR", "RTM_DELADDR"):
+            return self._address_changed(msg, added=kind == "RTM_NEWADDR")
+        return []
+
+    def _address_changed(self, msg: Message, added: bool) -> list[Event]:
+        index = int(msg["index"])
+        address = str(msg.get("address"))
+        if added:
+            self._addresses.setdefault(index, address)
+        elif self._addresses.get(index) == address:
+            del self._addresses[index]
+        info = self._links.get(index)
+        if info is None or info.address == self._addresses.get(index):
+            return []
+        info.address = self._addresses.get(index)
+        return [info.event()]
+
+    # -- writing -------------------------------------------------------------------------
+
+    async def install(self, route: Route) -> None:
+        """Add pingu's route beside any other; one identical already there is success."""
+        await self._change("append", route, ok={errno.EEXIST})
+
+    async def remove(self, route: Route) -> None:
+        """Remove pingu's route by its exact key; already gone is success."""
+        await self._change("del", route, ok={errno.ESRCH, errno.ENOENT})
+
+    async def delete_foreign(self, route: Route) -> None:
+        """Delete a captured route exactly as reported (never a neighbour's)."""
+        await self._change("del", route, ok={errno.ESRCH, errno.ENOENT})
+
+    async def _change(self, command: str, route: Route, ok: set[int]) -> None:
+        ipr = await self._request_socket()
+        try:
+            await ipr.route(command, **route_spec(route))
+        except NetlinkError as error:
+            if error.code in ok:
+                log.debug("%s %s: %s (nothing to do)", command, route.describe(), error)
+                return
+            reason = os.strerror(error.code) if error.code else str(error)
+            detail = str(error.args[1]) if len(error.args) > 1 else reason
+            raise RouteChangeFailed(f"{command} {route.describe()}: {detail}") from error
+        except OSError as error:
+            await self._reset_requests()
+            raise RouteChangeFailed(f"{command} {route.describe()}: {error}") from error

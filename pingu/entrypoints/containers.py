@@ -1,0 +1,27 @@
+"""The composition root: which adapter plays which port, in production."""
+
+from __future__ import annotations
+
+from dependency_injector import containers, providers
+
+from pingu.adapters.clock import MonotonicClock
+from pingu.adapters.netlink import NetlinkRouteTable
+from pingu.adapters.scripts import SubprocessScriptRunner
+from pingu.domain.ports import Prober
+
+
+def scapy_prober() -> Prober:
+    """The production prober, imported on first use: scapy is the heaviest import."""
+    from pingu.adapters.prober import ScapyProber  # noqa: PLC0415
+
+    prober: Prober = ScapyProber()
+    return prober
+
+
+class Adapters(containers.DeclarativeContainer):
+    """Production adapters; tests override single providers with fakes."""
+
+    clock = providers.Singleton(MonotonicClock)
+    route_table = providers.Singleton(NetlinkRouteTable)
+    prober = providers.Singleton(scapy_prober)
+    scripts = providers.Singleton(SubprocessScriptRunner)

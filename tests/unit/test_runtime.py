@@ -1,0 +1,158 @@
+"""The asyncio shell with fake adapters: commands carried out in order, failures contained."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+from dependency_injector import providers
+
+from pingu.adapters.netlink import RouteChangeFailed
+from pingu.domain.commands import RunScript, StartProbe
+from pingu.domain.events import Event, LinkChanged, RouteAppeared
+from pingu.domain.model import RoundResult, Route
+from pingu.entrypoints.containers import Adapters
+from pingu.entrypoints.runtime import Daemon
+from tests.unit.fakes import PROTO, config, dhcp_route, round_result, uplink
+
+
+class FakeRouteTable:
+    """Records route changes; serves a fixed list of events, then waits."""
+
+    def __init__(self, events: list[Event], refuse: set[Route] | None = None) -> None:
+        self._events = events
+        self.refuse = refuse or set()
+        self.calls: list[tuple[str, Route]] = []
+        self.attempts: list[Route] = []
+
+    async def snapshot(self) -> list[Event]:
+        return list(self._events)
+
+    async def events(self) -> AsyncIterator[Event]:
+        for event in self._events:
+            yield event
+        await asyncio.Event().wait()
+
+    async def install(self, route: Route) -> None:
+        self.attempts.append(route)
+        if route in self.refuse:
+            raise RouteChangeFailed("Network is unreachable")
+        self.calls.append(("install", route))
+
+    async def remove(self, route: Route) -> None:
+        self.calls.append(("remove", route))
+
+    async def delete_foreign(self, route: Route) -> None:
+        self.calls.append(("delete", route))
+
+
+class FakeProber:
+    """Answers rounds from a script of results; raises when told to."""
+
+    def __init__(self, results: list[RoundResult | Exception]) -> None:
+        self.results = results
+        self.rounds: list[StartProbe] = []
+
+    async def run_round(self, probe: StartProbe) -> RoundResult:
+        self.rounds.append(probe)
+        result = self.results.pop(0) if self.results else round_result()
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
+class FakeScripts:
+    def __init__(self) -> None:
+        self.runs: list[RunScript] = []
+
+    async def run(self, script: RunScript) -> int | None:
+        self.runs.append(script)
+        return 0
+
+
+class RealClock:
+    def monotonic(self) -> float:
+        return asyncio.get_running_loop().time()
+
+
+EVENTS: list[Event] = [
+    LinkChanged(2, "wan1", True, True, False, "100.64.1.2"),
+    RouteAppeared(dhcp_route("wan1", "192.0.2.1")),
+]
+
+
+async def run_until(daemon: Daemon, done: Callable[[], bool], limit_s: float = 5.0) -> None:
+    task = asyncio.create_task(daemon.run())
+    for _ in range(int(limit_s / 0.01)):
+        if done():
+            break
+        await asyncio.sleep(0.01)
+    daemon.request_stop()
+    await asyncio.wait_for(task, 10)
+
+
+def make(
+    results: list[RoundResult | Exception], refuse: set[Route] | None = None
+) -> tuple[Daemon, FakeRouteTable, FakeProber, FakeScripts]:
+    adapters = Adapters()
+    table, prober, scripts = FakeRouteTable(EVENTS, refuse), FakeProber(results), FakeScripts()
+    cfg = config(uplink("wan1", 100, period=0.05, reset_script="/bin/true"))
+    with (
+        adapters.route_table.override(providers.Object(table)),
+        adapters.prober.override(providers.Object(prober)),
+        adapters.scripts.override(providers.Object(scripts)),
+        adapters.clock.override(providers.Object(RealClock())),
+    ):
+        daemon = Daemon(
+            cfg,
+            adapters.route_table(),
+            adapters.prober(),
+            adapters.scripts(),
+            adapters.clock(),
+        )
+    return daemon, table, prober, scripts
+
+
+def test_capture_install_then_delete_then_restore_on_stop() -> None:
+    async def scenario() -> None:
+        daemon, table, prober, _ = make([])
+        await run_until(daemon, lambda: len(prober.rounds) >= 2)
+        own = Route(2, "wan1", "192.0.2.1", 100, PROTO)
+        dhcp = dhcp_route("wan1", "192.0.2.1")
+        assert table.calls[:2] == [("install", own), ("delete", dhcp)]
+        assert table.calls[-2:] == [("install", dhcp), ("remove", own)]
+
+    asyncio.run(scenario())
+
+
+def test_failed_round_removes_the_route_and_runs_the_script() -> None:
+    async def scenario() -> None:
+        daemon, table, _, scripts = make([round_result(received=0)])
+        await run_until(daemon, lambda: bool(scripts.runs))
+        own = Route(2, "wan1", "192.0.2.1", 100, PROTO)
+        assert ("remove", own) in table.calls
+        assert scripts.runs[0].uplink == "wan1"
+
+    asyncio.run(scenario())
+
+
+def test_prober_crash_is_a_failed_round_not_a_dead_daemon() -> None:
+    async def scenario() -> None:
+        daemon, _, prober, scripts = make([RuntimeError("socket exploded")])
+        await run_until(daemon, lambda: len(prober.rounds) >= 3)
+        assert "prober error: socket exploded" in scripts.runs[0].reason
+
+    asyncio.run(scenario())
+
+
+def test_refused_install_is_logged_and_retried(caplog) -> None:
+    own = Route(2, "wan1", "192.0.2.1", 100, PROTO)
+
+    async def scenario() -> None:
+        daemon, table, _, _ = make([], refuse={own})
+        await run_until(daemon, lambda: table.attempts.count(own) >= 2)
+        assert table.attempts.count(own) >= 2
+        assert ("install", own) not in table.calls
+
+    asyncio.run(scenario())
+    assert "route change refused by the kernel" in caplog.text
