@@ -56,7 +56,6 @@ class Relay:
         self.fd_a = fd_a
         self.fd_b = fd_b
         self.carrier = True
-        self.running = True
 
     def on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGUSR1:
@@ -66,11 +65,12 @@ class Relay:
             self.carrier = True
             set_carrier(self.fd_a, True)
         else:
-            self.running = False
+            # Raise rather than set a flag: select() would otherwise sleep out its timeout.
+            raise SystemExit(0)
 
     def run(self) -> None:
         peers = {self.fd_a: self.fd_b, self.fd_b: self.fd_a}
-        while self.running:
+        while True:
             try:
                 readable, _, _ = select.select(list(peers), [], [], 0.5)
             except InterruptedError:  # pragma: no cover - PEP 475 retries select

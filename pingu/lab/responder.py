@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import heapq
 import json
 import math
@@ -73,7 +74,6 @@ class Responder:
         self.log: collections.deque[dict[str, Any]] = collections.deque(maxlen=LOG_LIMIT)
         self.pending: list[_Pending] = []
         self.order = 0
-        self.running = True
         self.rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
         self.rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self.rx.setblocking(False)
@@ -85,10 +85,11 @@ class Responder:
         self.clients: dict[socket.socket, bytes] = {}
 
     def stop(self, _signum: int, _frame: FrameType | None) -> None:
-        self.running = False
+        # Raise rather than set a flag: select() would otherwise sleep out its timeout.
+        raise SystemExit(0)
 
     def run(self) -> None:
-        while self.running:
+        while True:
             timeout = 0.5
             if self.pending:
                 timeout = max(0.0, min(timeout, self.pending[0].due - time.monotonic()))
@@ -135,17 +136,21 @@ class Responder:
         self.order += 1
         heapq.heappush(
             self.pending,
-            _Pending(now + state.delay_s, self.order, icmp.ipv4_packet(echo.dst, echo.src, reply), echo.src),
+            _Pending(
+                now + state.delay_s,
+                self.order,
+                icmp.ipv4_packet(echo.dst, echo.src, reply),
+                echo.src,
+            ),
         )
 
     def _send_due(self) -> None:
         now = time.monotonic()
         while self.pending and self.pending[0].due <= now:
             item = heapq.heappop(self.pending)
-            try:
+            # No route back (an upstream cut, say): the reply is lost, as it would be.
+            with contextlib.suppress(OSError):
                 self.tx.sendto(item.packet, (item.dst, 0))
-            except OSError:
-                pass  # no route back (an upstream cut): the reply is lost, as it would be
 
     def _accept(self) -> None:
         try:
@@ -257,10 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for sock in (responder.rx, responder.tx, responder.control, *responder.clients):
             sock.close()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(args.control)
-        except FileNotFoundError:
-            pass
     return 0
 
 

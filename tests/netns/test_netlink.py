@@ -1,0 +1,337 @@
+"""The netlink adapter on a real kernel, in the lab: capture, ownership, idempotence, overflow."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import statistics
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from pyroute2 import AsyncIPRoute
+
+from pingu.adapters.clock import MonotonicClock
+from pingu.adapters.netlink import NetlinkRouteTable
+from pingu.domain.commands import RunScript, StartProbe
+from pingu.domain.config import Config, UplinkConfig
+from pingu.domain.events import Event, LinkChanged, LinkVanished, RouteAppeared
+from pingu.domain.model import RoundResult, Route, TargetResult
+from pingu.entrypoints.runtime import Daemon
+from pingu.lab import Lab, Uplink
+from tests.netns.conftest import LabFactory
+
+PROTO = 136
+TARGET = "203.0.113.10"
+WAIT_S = 10.0
+
+
+class PassingProber:
+    """Every round passes: these scenarios are about routes, not probes."""
+
+    def __init__(self) -> None:
+        self.rounds: list[StartProbe] = []
+
+    async def run_round(self, probe: StartProbe) -> RoundResult:
+        self.rounds.append(probe)
+        return RoundResult((TargetResult(TARGET, 1, 1, (1.0,)),))
+
+
+class NoScripts:
+    async def run(self, script: RunScript) -> int | None:
+        return 0
+
+
+async def until(check: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
+    """Poll `check` (bounded); fail with `what` when it never holds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for: {what}")
+        await asyncio.sleep(0.02)
+
+
+def defaults(lab: Lab) -> set[tuple[str | None, str | None, int, int, int]]:
+    """(oif, gateway, metric, proto, scope) of every default route in table main."""
+    return {(r.oif, r.gateway, r.metric, r.proto, r.scope) for r in lab.default_routes()}
+
+
+@asynccontextmanager
+async def daemon_in(lab: Lab, metrics: dict[str, int]) -> AsyncIterator[Daemon]:
+    """The daemon's shell with the real netlink adapter, inside the lab's daemon namespace."""
+    uplinks = tuple(
+        UplinkConfig(name=name, metric=metric, targets=(TARGET,), period=30.0)
+        for name, metric in metrics.items()
+    )
+    table = NetlinkRouteTable(netns=lab.daemon_ns)
+    daemon = Daemon(
+        Config(proto=PROTO, uplinks=uplinks), table, PassingProber(), NoScripts(), MonotonicClock()
+    )
+    task = asyncio.create_task(daemon.run())
+    try:
+        yield daemon
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(task, WAIT_S)
+        await table.close()
+
+
+async def collect(table: NetlinkRouteTable, into: list[Event]) -> None:
+    async for event in table.events():
+        into.append(event)
+
+
+def default_route_events(events: list[Event], ifname: str) -> list[Route]:
+    return [
+        e.route
+        for e in events
+        if isinstance(e, RouteAppeared) and e.route.ifname == ifname and e.route.dst_len == 0
+    ]
+
+
+def test_dhcp_route_event_carries_its_attributes_and_is_deleted_exactly(
+    lab_factory: LabFactory,
+) -> None:
+    lab = lab_factory(["wan1", "wan2"])
+
+    async def scenario() -> None:
+        table = NetlinkRouteTable(netns=lab.daemon_ns)
+        events: list[Event] = []
+        monitor = asyncio.create_task(collect(table, events))
+        await until(lambda: any(isinstance(e, LinkChanged) for e in events), "the first dump")
+        lab.dhcp_add("wan1", metric=1024)
+        lab.dhcp_add("wan2", metric=1024 + 1)
+        await until(lambda: bool(default_route_events(events, "wan1")), "wan1's DHCP route")
+        (route,) = default_route_events(events, "wan1")
+        assert route == Route(
+            ifindex=lab.ifindex("wan1"),
+            ifname="wan1",
+            gateway=lab.gateway("wan1"),
+            metric=1024,
+            proto=16,
+            table=254,
+            dst_len=0,
+            scope=0,
+        )
+        await table.delete_foreign(route)
+        await table.delete_foreign(route)  # already gone: not an error
+        assert defaults(lab) == {("wan2", lab.gateway("wan2"), 1025, 16, 0)}
+        monitor.cancel()
+        await table.close()
+
+    asyncio.run(scenario())
+
+
+def test_daemon_captures_and_replaces_with_its_own_route(lab_factory: LabFactory) -> None:
+    lab = lab_factory(["wan1", Uplink("ppp0", "p2p")])
+
+    async def scenario() -> None:
+        async with daemon_in(lab, {"wan1": 100, "ppp0": 300}):
+            lab.dhcp_add("wan1", metric=1024)
+            lab.dhcp_add("ppp0", proto="boot", metric=50)
+            wanted = {
+                ("wan1", lab.gateway("wan1"), 100, PROTO, 0),
+                ("ppp0", None, 300, PROTO, 253),
+            }
+            await until(lambda: defaults(lab) == wanted, f"only pingu's routes: {wanted}")
+        # Stopping restores the captured routes as they were.
+        assert defaults(lab) == {
+            ("wan1", lab.gateway("wan1"), 1024, 16, 0),
+            ("ppp0", None, 50, 3, 253),
+        }
+
+    asyncio.run(scenario())
+
+
+def test_routes_pingu_does_not_own_are_left_alone(lab_factory: LabFactory) -> None:
+    lab = lab_factory(["wan1", "wan2"])
+    gw1, gw2 = lab.gateway("wan1"), lab.gateway("wan2")
+    leave = [
+        f"default via {gw2} dev wan2 proto dhcp metric 10",  # unconfigured interface
+        f"198.18.0.0/24 via {gw1} dev wan1 proto dhcp",  # not a default route
+        f"default via {gw1} dev wan1 proto dhcp table 100",  # another table
+        f"default via {gw1} dev wan1 proto {PROTO} metric 100",  # pingu's own
+    ]
+
+    def table_100() -> set[tuple[str | None, str | None]]:
+        return {(r.oif, r.gateway) for r in lab.routes(table=100)}
+
+    async def scenario() -> None:
+        async with daemon_in(lab, {"wan1": 100}) as daemon:
+            for spec in leave:
+                lab.run("daemon", ["ip", "route", "add", *spec.split()])
+            await until(lambda: daemon.core.uplinks["wan1"].installed is not None, "adoption")
+            await asyncio.sleep(0.5)  # give a wrong deletion every chance to happen
+            assert defaults(lab) == {("wan2", gw2, 10, 16, 0), ("wan1", gw1, 100, PROTO, 0)}
+            assert any(r.dst == "198.18.0.0" for r in lab.routes())
+            assert table_100() == {("wan1", gw1)}
+
+    asyncio.run(scenario())
+
+
+def test_install_replace_and_remove_are_idempotent(lab_factory: LabFactory) -> None:
+    lab = lab_factory(["wan1"])
+    index = lab.ifindex("wan1")
+    first = Route(index, "wan1", lab.gateway("wan1"), 100, PROTO)
+    lab.run("isp:wan1", ["ip", "addr", "add", "100.64.1.9/24", "dev", "cust"])
+    moved = Route(index, "wan1", "100.64.1.9", 100, PROTO)
+
+    async def scenario() -> None:
+        await until(lambda: lab.carrier("wan1"), "wan1 with carrier")
+        table = NetlinkRouteTable(netns=lab.daemon_ns)
+        for _ in range(2):
+            await table.install(first)
+        assert defaults(lab) == {("wan1", first.gateway, 100, PROTO, 0)}
+        for _ in range(2):  # a new gateway: the new route first, then the old one removed
+            await table.install(moved)
+            await table.remove(first)
+        assert defaults(lab) == {("wan1", "100.64.1.9", 100, PROTO, 0)}
+        for _ in range(2):
+            await table.remove(moved)
+        assert defaults(lab) == set()
+        await table.close()
+
+    asyncio.run(scenario())
+
+
+def test_foreign_route_with_pingus_metric_survives_pingus_install(lab_factory: LabFactory) -> None:
+    lab = lab_factory(["wan1", "wan2"])
+    own = Route(lab.ifindex("wan1"), "wan1", lab.gateway("wan1"), 100, PROTO)
+    lab.run(
+        "daemon", ["ip", "route", "add", "default", "via", lab.gateway("wan2"), "metric", "100"]
+    )
+
+    async def scenario() -> None:
+        table = NetlinkRouteTable(netns=lab.daemon_ns)
+        await table.install(own)
+        await table.remove(own)
+        await table.close()
+
+    asyncio.run(scenario())
+    assert defaults(lab) == {("wan2", lab.gateway("wan2"), 100, 3, 0)}
+
+
+def flood_batch(count: int, dev: str, gateway: str) -> str:
+    """`ip -batch` text adding then deleting `count` /32 routes of 198.18.0.0/15."""
+    adds, dels = [], []
+    for i in range(count):
+        dst = f"198.{18 + i // 65536}.{i // 256 % 256}.{i % 256}/32"
+        adds.append(f"route add {dst} via {gateway} dev {dev} proto static")
+        dels.append(f"route del {dst} via {gateway} dev {dev} proto static")
+    return "\n".join(adds + dels) + "\n"
+
+
+def test_route_flood_overflow_ends_with_the_dhcp_route_captured(lab_factory: LabFactory) -> None:
+    lab = lab_factory(["wan1", "wan2"])
+    half = 25_000
+    before = flood_batch(half, "wan2", lab.gateway("wan2"))
+    after = flood_batch(half, "wan2", lab.gateway("wan2")).replace(" proto static", " proto boot")
+
+    async def scenario() -> None:
+        async with daemon_in(lab, {"wan1": 100}) as daemon:
+            await until(lambda: daemon.core.uplinks["wan1"].ifindex is not None, "first dump")
+            batch = ["ip", "netns", "exec", lab.daemon_ns, "ip", "-batch", "-"]
+            # The flood runs while the event loop is blocked, as a stalled daemon would be:
+            # the monitor socket's buffer must overflow.
+            subprocess.run(batch, input=before, text=True, check=True, timeout=120)
+            lab.dhcp_add("wan1", metric=1024)
+            subprocess.run(batch, input=after, text=True, check=True, timeout=120)
+            wanted = {("wan1", lab.gateway("wan1"), 100, PROTO, 0)}
+            await until(lambda: defaults(lab) == wanted, "the DHCP route captured", 30)
+            table = daemon.route_table
+            assert isinstance(table, NetlinkRouteTable)
+            assert table.resyncs >= 1, "the flood should have overflowed the monitor"
+
+    asyncio.run(scenario())
+
+
+def test_uplink_deleted_and_recreated_is_followed(lab_factory: LabFactory) -> None:
+    lab = lab_factory(["wan1", Uplink("ppp0", "p2p")])
+
+    async def scenario() -> None:
+        async with daemon_in(lab, {"wan1": 100, "ppp0": 300}) as daemon:
+            lab.dhcp_add("ppp0")
+            await until(lambda: ("ppp0", None, 300, PROTO, 253) in defaults(lab), "ppp0 route")
+            old = lab.ifindex("ppp0")
+            lab.delete_uplink("ppp0")
+            await until(lambda: daemon.core.uplinks["ppp0"].ifindex is None, "ppp0 gone")
+            new = lab.recreate_uplink("ppp0")
+            assert new != old
+            lab.dhcp_add("ppp0")
+            await until(lambda: ("ppp0", None, 300, PROTO, 253) in defaults(lab), "back")
+            assert daemon.core.uplinks["ppp0"].ifindex == new
+            assert daemon.core.uplinks["ppp0"].installed is not None
+            assert daemon.core.uplinks["ppp0"].installed.ifindex == new
+
+    asyncio.run(scenario())
+
+
+def test_link_events_follow_carrier(lab_factory: LabFactory) -> None:
+    lab = lab_factory(["wan1"])
+
+    async def scenario() -> None:
+        table = NetlinkRouteTable(netns=lab.daemon_ns)
+        events: list[Event] = []
+        monitor = asyncio.create_task(collect(table, events))
+
+        def carrier(up: bool) -> bool:
+            return any(
+                isinstance(e, LinkChanged) and e.ifname == "wan1" and e.carrier is up
+                for e in events
+            )
+
+        await until(lambda: carrier(True), "wan1 with carrier in the dump")
+        lab.carrier_down("wan1")
+        await until(lambda: carrier(False), "carrier loss event")
+        changed = [e for e in events if isinstance(e, LinkChanged) and e.ifname == "wan1"]
+        assert changed[-1].address == lab.local_address("wan1")
+        assert not changed[-1].point_to_point
+        monitor.cancel()
+        await table.close()
+        assert not any(isinstance(e, LinkVanished) for e in events)
+
+    asyncio.run(scenario())
+
+
+def test_capture_latency(lab_factory: LabFactory, capsys) -> None:
+    """100 captures: DHCP route added to deleted (measured, printed, not asserted)."""
+    lab = lab_factory(["wan1"])
+    gateway = lab.gateway("wan1")
+
+    async def scenario() -> list[float]:
+        latencies: list[float] = []
+        async with daemon_in(lab, {"wan1": 100}):
+            watcher = AsyncIPRoute(netns=lab.daemon_ns, flags=0)
+            await watcher.bind(groups=0x40)  # RTMGRP_IPV4_ROUTE
+            ipr = AsyncIPRoute(netns=lab.daemon_ns, flags=0)
+            index = lab.ifindex("wan1")
+            for _ in range(100):
+                start = time.monotonic()
+                await ipr.route(
+                    "add", dst="0.0.0.0/0", gateway=gateway, oif=index, priority=1024, proto=16
+                )
+                deadline = start + WAIT_S
+                gone = False
+                while not gone and time.monotonic() < deadline:
+                    async with asyncio.timeout(WAIT_S):
+                        async for msg in watcher.get():
+                            if (
+                                msg.get("event") == "RTM_DELROUTE"
+                                and msg.get("proto") == 16
+                                and msg.get("family") == socket.AF_INET
+                            ):
+                                gone = True
+                assert gone, "a DHCP route was never captured"
+                latencies.append((time.monotonic() - start) * 1000)
+            watcher.close()
+            ipr.close()
+        return latencies
+
+    latencies = asyncio.run(scenario())
+    assert len(latencies) == 100
+    with capsys.disabled():
+        print(
+            f"\ncapture latency over 100 captures: median {statistics.median(latencies):.2f} ms,"
+            f" worst {max(latencies):.2f} ms"
+        )
