@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from pyroute2 import AsyncIPRoute
 
 from pingu.adapters.clock import MonotonicClock
-from pingu.adapters.netlink import NetlinkRouteTable
+from pingu.adapters.netlink import NetlinkRouteTable, RouteChangeFailed
 from pingu.domain.commands import RunScript, StartProbe
 from pingu.domain.config import Config, UplinkConfig
 from pingu.domain.events import Event, LinkChanged, LinkVanished, RouteAppeared
@@ -335,3 +335,23 @@ def test_capture_latency(lab_factory: LabFactory, capsys) -> None:
             f"\ncapture latency over 100 captures: median {statistics.median(latencies):.2f} ms,"
             f" worst {max(latencies):.2f} ms"
         )
+
+
+def test_off_link_gateway_is_a_clear_error_not_a_crash(lab_factory: LabFactory) -> None:
+    lab = lab_factory(["wan1"])
+    off_link = Route(lab.ifindex("wan1"), "wan1", "203.0.113.1", 100, PROTO)
+
+    async def scenario() -> str:
+        table = NetlinkRouteTable(netns=lab.daemon_ns)
+        try:
+            await table.install(off_link)
+        except RouteChangeFailed as error:
+            return str(error)
+        finally:
+            await table.close()
+        return "no error"
+
+    message = asyncio.run(scenario())
+    assert "default via 203.0.113.1 dev wan1" in message
+    assert "unreachable" in message.lower() or "invalid gateway" in message.lower()
+    assert defaults(lab) == set()

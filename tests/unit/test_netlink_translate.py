@@ -1,0 +1,101 @@
+"""The netlink adapter's translation of kernel messages into domain events, without a kernel."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from pingu.adapters.netlink import NetlinkRouteTable, link_info, route_of, route_spec
+from pingu.domain.events import LinkChanged, LinkVanished, RouteAppeared, RouteVanished
+from pingu.domain.model import Route
+
+
+class Msg(dict[str, Any]):
+    """Stands in for a pyroute2 message: `get` and `[]` over decoded fields."""
+
+
+def route_msg(**fields: Any) -> Msg:
+    base = {
+        "family": socket.AF_INET,
+        "dst_len": 0,
+        "oif": 2,
+        "gateway": "192.0.2.1",
+        "priority": 1024,
+        "proto": 16,
+        "table": 254,
+        "scope": 0,
+        "event": "RTM_NEWROUTE",
+    }
+    base.update(fields)
+    return Msg(base)
+
+
+def link_msg(**fields: Any) -> Msg:
+    base = {
+        "index": 2,
+        "ifname": "wan1",
+        "carrier": 1,
+        "flags": 0x1,
+        "ifi_type": 1,
+        "event": "RTM_NEWLINK",
+    }
+    base.update(fields)
+    return Msg(base)
+
+
+def names(index: int) -> str | None:
+    return {2: "wan1"}.get(index)
+
+
+def test_default_route_becomes_a_domain_route() -> None:
+    assert route_of(route_msg(), names) == Route(2, "wan1", "192.0.2.1", 1024, 16)
+
+
+def test_gateway_less_route_keeps_its_scope() -> None:
+    route = route_of(route_msg(gateway=None, scope=253, priority=None), names)
+    assert route == Route(2, "wan1", None, 0, 16, scope=253)
+
+
+def test_non_default_ipv6_and_multipath_routes_are_ignored() -> None:
+    assert route_of(route_msg(dst_len=24), names) is None
+    assert route_of(route_msg(family=socket.AF_INET6), names) is None
+    assert route_of(route_msg(oif=None), names) is None
+
+
+def test_exact_key_for_deletion() -> None:
+    spec = route_spec(Route(2, "wan1", "192.0.2.1", 1024, 16))
+    assert spec == {
+        "dst": "0.0.0.0/0",
+        "oif": 2,
+        "priority": 1024,
+        "proto": 16,
+        "table": 254,
+        "scope": 0,
+        "family": socket.AF_INET,
+        "gateway": "192.0.2.1",
+    }
+    assert "gateway" not in route_spec(Route(4, "ppp0", None, 50, 3, scope=253))
+
+
+def test_link_type_decides_point_to_point() -> None:
+    assert not link_info(link_msg(), None).point_to_point
+    assert link_info(link_msg(ifi_type=65534), None).point_to_point
+    assert link_info(link_msg(ifi_type=512), None).point_to_point
+    assert not link_info(link_msg(flags=0), None).admin_up
+
+
+def test_translate_follows_links_addresses_and_routes() -> None:
+    table = NetlinkRouteTable()
+    assert table._translate(link_msg()) == [LinkChanged(2, "wan1", True, True, False, None)]
+    assert table._translate(link_msg()) == []  # nothing changed: no event
+    added = Msg(event="RTM_NEWADDR", index=2, address="100.64.1.2")
+    assert table._translate(added) == [LinkChanged(2, "wan1", True, True, False, "100.64.1.2")]
+    assert table._translate(route_msg()) == [RouteAppeared(Route(2, "wan1", "192.0.2.1", 1024, 16))]
+    gone = route_msg(event="RTM_DELROUTE")
+    assert table._translate(gone) == [RouteVanished(Route(2, "wan1", "192.0.2.1", 1024, 16))]
+    removed = Msg(event="RTM_DELADDR", index=2, address="100.64.1.2")
+    assert table._translate(removed) == [LinkChanged(2, "wan1", True, True, False, None)]
+    assert table._translate(Msg(event="RTM_DELLINK", index=2, ifname="wan1")) == [
+        LinkVanished(2, "wan1")
+    ]
+    assert table._translate(Msg(event="RTM_NEWNEIGH")) == []
