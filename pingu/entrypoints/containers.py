@@ -10,11 +10,11 @@ from pingu.adapters.scripts import SubprocessScriptRunner
 from pingu.domain.ports import Prober
 
 
-def scapy_prober() -> Prober:
-    """The production prober, imported on first use: scapy is the heaviest import."""
-    from pingu.adapters.prober import ScapyProber  # noqa: PLC0415
+def packet_prober() -> Prober:
+    """The production prober (raw AF_PACKET sockets, kernel-side BPF), built on first use."""
+    from pingu.adapters.prober import PacketProber  # noqa: PLC0415
 
-    prober: Prober = ScapyProber()
+    prober: Prober = PacketProber()
     return prober
 
 
@@ -23,5 +23,5 @@ class Adapters(containers.DeclarativeContainer):
 
     clock = providers.Singleton(MonotonicClock)
     route_table = providers.Singleton(NetlinkRouteTable)
-    prober = providers.Singleton(scapy_prober)
+    prober = providers.Singleton(packet_prober)
     scripts = providers.Singleton(SubprocessScriptRunner)

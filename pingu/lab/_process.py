@@ -4,13 +4,15 @@ that tears labs down at interpreter exit or on SIGTERM."""
 from __future__ import annotations
 
 import atexit
+import contextlib
+import fcntl
 import logging
 import os
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -29,6 +31,22 @@ def helper_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     return env
+
+
+NETNS_LOCK = "/run/lock/pingu-lab-netns.lock"
+
+
+@contextlib.contextmanager
+def netns_lock() -> Iterator[None]:
+    """Serialise `ip netns add/del` across processes: concurrent ones can stack the
+    /run/netns mounts so that a name opens another namespace than the one it was made for."""
+    os.makedirs(os.path.dirname(NETNS_LOCK), exist_ok=True)
+    with open(NETNS_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def run(

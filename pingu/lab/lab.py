@@ -218,7 +218,8 @@ class Lab:
                     os.kill(int(pid), signal.SIGKILL)
                 except (ProcessLookupError, ValueError):
                     continue
-            done = _process.run(["ip", "netns", "del", ns], check=False)
+            with _process.netns_lock():
+                done = _process.run(["ip", "netns", "del", ns], check=False)
             if done.returncode != 0 and os.path.exists(f"/run/netns/{ns}"):
                 problems.append(f"ip netns del {ns}: {done.stderr.strip()}")
         self._namespaces.clear()
@@ -239,7 +240,8 @@ class Lab:
         self._start_responder()
 
     def _add_namespace(self, ns: str) -> None:
-        _process.run(["ip", "netns", "add", ns])
+        with _process.netns_lock():
+            _process.run(["ip", "netns", "add", ns])
         self._namespaces.append(ns)
         self._ip(ns, "link set lo up")
         # Probes leave through one uplink while the main table may point at another:

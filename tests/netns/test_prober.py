@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import json
 import math
 import os
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
 
-from pingu.adapters.prober import ScapyProber
+from pingu.adapters.prober import PacketProber
 from pingu.domain.commands import StartProbe
 from pingu.domain.model import RoundResult
 from pingu.lab import Lab, _netns, icmp
@@ -41,7 +43,11 @@ class NamespaceLoop:
 
     def __enter__(self) -> NamespaceLoop:
         self._thread.start()
-        self._entered.result(10)
+        try:
+            self._entered.result(10)
+        except BaseException:
+            self.loop.close()
+            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -51,14 +57,7 @@ class NamespaceLoop:
 
     def _main(self) -> None:
         try:
-            fd = _netns.open_netns(self.ns)
-            try:
-                _netns.setns(fd)
-            finally:
-                os.close(fd)
-            here = os.stat("/proc/thread-self/ns/net").st_ino
-            if here != os.stat(_netns.netns_path(self.ns)).st_ino:
-                raise RuntimeError(f"this thread is not in namespace {self.ns}")
+            enter_namespace(self.ns)
         except BaseException as error:  # never run anything in the root namespace
             self._entered.set_exception(error)
             return
@@ -73,6 +72,17 @@ class NamespaceLoop:
         return self.start(work).result(ROUND_TIMEOUT)
 
 
+def enter_namespace(ns: str) -> None:
+    """Move the calling thread into namespace ``ns``, and prove it did."""
+    fd = _netns.open_netns(ns)
+    try:
+        _netns.setns(fd)
+    finally:
+        os.close(fd)
+    if os.stat("/proc/thread-self/ns/net").st_ino != os.stat(_netns.netns_path(ns)).st_ino:
+        raise RuntimeError(f"this thread is not in namespace {ns}")
+
+
 @pytest.fixture
 def daemon(lab: Lab) -> Iterator[NamespaceLoop]:
     with NamespaceLoop(lab.daemon_ns) as loop:
@@ -80,8 +90,8 @@ def daemon(lab: Lab) -> Iterator[NamespaceLoop]:
 
 
 @pytest.fixture
-def prober() -> Iterator[ScapyProber]:
-    prober = ScapyProber()
+def prober() -> Iterator[PacketProber]:
+    prober = PacketProber()
     yield prober
     prober.close()
 
@@ -98,13 +108,13 @@ def probe_for(lab: Lab, uplink: str, **changes: Any) -> StartProbe:
         "count": 5,
         "interval_ms": 20,
         "timeout_ms": 500,
-        "max_lost": 5,  # more than count: no early verdict unless a test asks for one
     }
     fields.update(changes)
+    fields.setdefault("max_lost", fields["count"])  # no early verdict unless asked for
     return StartProbe(**fields)
 
 
-def our_echoes(lab: Lab, prober: ScapyProber, uplink: str) -> list[Any]:
+def our_echoes(lab: Lab, prober: PacketProber, uplink: str) -> list[Any]:
     ident = prober.last_round[uplink].ident
     return [e for e in lab.responder_log() if e.ident == ident]
 
@@ -126,7 +136,7 @@ def reverse_path_drops(lab: Lab) -> int:
 
 @pytest.mark.parametrize("share", [0.0, 0.2, 0.6, 1.0])
 def test_loss_is_counted_exactly(
-    lab: Lab, daemon: NamespaceLoop, prober: ScapyProber, share: float
+    lab: Lab, daemon: NamespaceLoop, prober: PacketProber, share: float
 ) -> None:
     lab.set_loss(T1, share)
     result = daemon.run(prober.run_round(probe_for(lab, "wan1", count=10, timeout_ms=300)))
@@ -142,7 +152,7 @@ def test_loss_is_counted_exactly(
 
 @pytest.mark.parametrize("delay_ms", [50, 200])
 def test_delay_is_measured_within_10_ms(
-    lab: Lab, daemon: NamespaceLoop, prober: ScapyProber, delay_ms: int
+    lab: Lab, daemon: NamespaceLoop, prober: PacketProber, delay_ms: int
 ) -> None:
     lab.set_delay(T1, delay_ms)
     result = daemon.run(prober.run_round(probe_for(lab, "wan1", interval_ms=50, timeout_ms=1000)))
@@ -151,8 +161,24 @@ def test_delay_is_measured_within_10_ms(
     assert all(abs(d - delay_ms) <= 10 for d in target.delays_ms), target.delays_ms
 
 
+def test_a_blocked_event_loop_does_not_inflate_the_delay(
+    lab: Lab, daemon: NamespaceLoop, prober: PacketProber
+) -> None:
+    lab.set_delay(T1, 50)
+
+    async def round_on_a_blocked_loop() -> RoundResult:
+        # The loop stalls 300 ms right after the first echo: its reply (due at 50 ms) is
+        # read late, but the kernel stamped it when it arrived.
+        asyncio.get_running_loop().call_later(0.01, time.sleep, 0.3)
+        return await prober.run_round(probe_for(lab, "wan1", count=3, timeout_ms=1000))
+
+    (target,) = daemon.run(round_on_a_blocked_loop()).targets
+    assert target.received == 3
+    assert all(abs(d - 50) <= 10 for d in target.delays_ms), target.delays_ms
+
+
 def test_echoes_leave_through_the_chosen_uplink_against_the_routes_and_strict_rp_filter(
-    lab: Lab, daemon: NamespaceLoop, prober: ScapyProber
+    lab: Lab, daemon: NamespaceLoop, prober: PacketProber
 ) -> None:
     lab.dhcp_add("wan2")  # the only default route points at the other uplink
     for conf in ("all", "default", "wan1", "wan2"):
@@ -172,7 +198,7 @@ def test_echoes_leave_through_the_chosen_uplink_against_the_routes_and_strict_rp
 
 
 def test_the_point_to_point_uplink_is_probed(
-    lab: Lab, daemon: NamespaceLoop, prober: ScapyProber
+    lab: Lab, daemon: NamespaceLoop, prober: PacketProber
 ) -> None:
     result = daemon.run(prober.run_round(probe_for(lab, "ppp0", targets=(T1, T2))))
     assert [(t.target, t.received) for t in result.targets] == [(T1, 5), (T2, 5)]
@@ -187,7 +213,7 @@ def test_the_point_to_point_uplink_is_probed(
 
 @pytest.mark.parametrize("uplink", ["wan2", "ppp0"])
 def test_carrier_down_fails_at_once_without_sending(
-    lab: Lab, daemon: NamespaceLoop, prober: ScapyProber, uplink: str
+    lab: Lab, daemon: NamespaceLoop, prober: PacketProber, uplink: str
 ) -> None:
     lab.carrier_down(uplink)
     lab.responder_log(clear=True)
@@ -202,7 +228,7 @@ def test_carrier_down_fails_at_once_without_sending(
     assert lab.responder_log() == []
 
 
-def test_no_address_fails_at_once(lab: Lab, daemon: NamespaceLoop, prober: ScapyProber) -> None:
+def test_no_address_fails_at_once(lab: Lab, daemon: NamespaceLoop, prober: PacketProber) -> None:
     lab.run("daemon", ["ip", "addr", "flush", "dev", "wan2"])
     result = daemon.run(prober.run_round(probe_for(lab, "wan2")))
     assert result.error == "no IPv4 address on wan2"
@@ -210,7 +236,7 @@ def test_no_address_fails_at_once(lab: Lab, daemon: NamespaceLoop, prober: Scapy
 
 
 def test_an_arp_failure_fails_the_round_with_that_reason(
-    lab: Lab, daemon: NamespaceLoop, prober: ScapyProber
+    lab: Lab, daemon: NamespaceLoop, prober: PacketProber
 ) -> None:
     probe = probe_for(lab, "wan1", gateway="100.64.1.77", timeout_ms=200)
     result = daemon.run(prober.run_round(probe))
@@ -220,8 +246,26 @@ def test_an_arp_failure_fails_the_round_with_that_reason(
     assert lab.responder_log() == []
 
 
+def test_a_recreated_uplink_is_not_probed_under_its_old_ifindex(
+    lab: Lab, daemon: NamespaceLoop, prober: PacketProber
+) -> None:
+    probe = probe_for(lab, "wan2")
+    lab.recreate_uplink("wan2")
+    result = daemon.run(prober.run_round(probe))
+    assert result.error == f"wan2: no interface #{probe.ifindex}"
+
+
+def test_rounds_leave_no_socket_open(lab: Lab, daemon: NamespaceLoop, prober: PacketProber) -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    daemon.run(prober.run_round(probe_for(lab, "wan1", count=2)))
+    daemon.run(prober.run_round(probe_for(lab, "ppp0", count=2)))
+    daemon.run(prober.run_round(probe_for(lab, "wan1", gateway="100.64.1.77", timeout_ms=50)))
+    daemon.run(prober.run_round(probe_for(lab, "wan2", gateway=None)))
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
 def test_a_round_without_any_answer_forgets_the_gateways_mac(
-    lab: Lab, daemon: NamespaceLoop, prober: ScapyProber
+    lab: Lab, daemon: NamespaceLoop, prober: PacketProber
 ) -> None:
     probe = probe_for(lab, "wan1", count=2, timeout_ms=200)
     assert daemon.run(prober.run_round(probe)).targets[0].received == 2
@@ -272,7 +316,7 @@ async def forge_replies(victim: str, target: str, forged: Counter[str]) -> None:
 
 
 def test_forged_and_duplicated_replies_do_not_count(
-    lab: Lab, daemon: NamespaceLoop, prober: ScapyProber
+    lab: Lab, daemon: NamespaceLoop, prober: PacketProber
 ) -> None:
     lab.set_loss(T2, 1.0)  # the responder is silent: every reply is the forger's
     forged: Counter[str] = Counter()
@@ -295,7 +339,7 @@ def test_forged_and_duplicated_replies_do_not_count(
 
 
 def test_rounds_on_two_uplinks_run_at_the_same_time(
-    lab: Lab, daemon: NamespaceLoop, prober: ScapyProber
+    lab: Lab, daemon: NamespaceLoop, prober: PacketProber
 ) -> None:
     async def both() -> list[RoundResult]:
         rounds = [prober.run_round(probe_for(lab, u, interval_ms=200)) for u in ("wan1", "wan2")]
@@ -306,12 +350,12 @@ def test_rounds_on_two_uplinks_run_at_the_same_time(
     idents = {prober.last_round[u].ident: u for u in ("wan1", "wan2")}
     order = [idents[e.ident] for e in sorted(lab.responder_log(), key=lambda e: e.time)]
     assert sorted(order) == ["wan1"] * 5 + ["wan2"] * 5
-    switches = sum(a != b for a, b in zip(order, order[1:], strict=False))
+    switches = sum(a != b for a, b in itertools.pairwise(order))
     assert switches >= 4, order  # one after the other would switch once
 
 
 def test_early_verdict_stops_a_round_that_lost_more_than_max_lost(
-    lab: Lab, daemon: NamespaceLoop, prober: ScapyProber
+    lab: Lab, daemon: NamespaceLoop, prober: PacketProber
 ) -> None:
     lab.set_loss(T2, 1.0)
     probe = probe_for(

@@ -1,0 +1,405 @@
+"""The prober port on packet sockets: one round of ICMP echoes through a chosen gateway on
+one uplink, whatever the routing table says.
+
+How a round works:
+
+- The uplink is checked first, sending nothing when it cannot be used: interface gone,
+  administratively down, carrier down (no ``IFF_RUNNING``), no IPv4 address, or (on an
+  Ethernet-like uplink) no gateway. These are read with ioctls on a socket, so they answer
+  for the network namespace of the calling thread, unlike ``/sys/class/net``, which shows
+  the namespace sysfs was mounted in.
+- Ethernet-like uplinks: the gateway's MAC is resolved with our own ARP request on that
+  interface (cached per (ifindex, gateway); forgotten when a round gets no answer at all),
+  and each echo leaves as a frame to that MAC. Point-to-point uplinks (PPP, tun, raw-IP
+  modems): each echo leaves as a bare IPv4 packet. Both go through one AF_PACKET
+  SOCK_DGRAM socket bound to the uplink, so neither routes nor rp_filter are consulted;
+  the same socket receives the replies before the IP stack (and rp_filter) sees them.
+- That socket carries a classic BPF filter written by hand (:mod:`icmp_packets`): only
+  unfragmented ICMP echo replies to our address with the round's random identifier wake
+  the event loop. The replies are then matched in Python: from a target, the echo's
+  sequence number, the round's random 16-byte cookie followed by that sequence number,
+  within the timeout; a duplicate counts once, a late reply stays a loss.
+- Delay = the kernel's receive timestamp of the reply (SO_TIMESTAMPNS, CLOCK_REALTIME)
+  minus CLOCK_REALTIME read immediately before ``sendto`` in the same callback: neither
+  end includes the event loop's lag. (A wall-clock step during the round is detected and
+  falls back to monotonic times; see :func:`icmp_packets.reply_delay_ms`.)
+- Targets are probed concurrently, ``count`` echoes each, ``interval_ms`` apart; a
+  target stops as soon as it has lost more than ``max_lost`` (early verdict).
+- Everything runs on the event loop: non-blocking sockets, ``add_reader`` and timers;
+  every socket is closed when its round ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import errno
+import fcntl
+import logging
+import secrets
+import socket
+import struct
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pingu.adapters.icmp_packets import (
+    ARPHRD_ETHER,
+    BROADCAST_MAC,
+    COOKIE_SIZE,
+    ETH_P_ARP,
+    ETH_P_IP,
+    Insn,
+    Outcome,
+    RoundMatcher,
+    TargetLedger,
+    arp_reply_filter,
+    arp_request,
+    echo_reply_filter,
+    format_mac,
+    pack_filter,
+    parse_arp_reply,
+)
+from pingu.domain.commands import StartProbe
+from pingu.domain.model import RoundResult, TargetResult
+
+log = logging.getLogger(__name__)
+
+SO_ATTACH_FILTER = 26
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # asm-generic value
+SIOCGIFFLAGS = 0x8913
+SIOCGIFADDR = 0x8915
+IFF_UP = 0x1
+IFF_RUNNING = 0x40  # operationally up: carrier present
+ARP_ATTEMPTS = 3
+RECEIVE_SIZE = 2048
+DRAIN_LIMIT = 256  # packets handled per wake-up, so that a flood cannot starve the loop
+SETTLE_SLACK_S = 1.0  # beyond the last echo's timeout: a bound that should never be hit
+
+_TIMESPEC = struct.Struct("@ll")  # the native struct timespec of SO_TIMESTAMPNS
+_ANCILLARY_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
+_IFREQ = struct.Struct("16s24x")
+
+
+class UplinkUnusable(Exception):
+    """The round cannot be sent at all; the message is the reason."""
+
+
+@dataclass
+class RoundDiagnostics:
+    """What the last round on an uplink saw besides the answers it counted."""
+
+    ident: int
+    gateway_mac: str | None
+    ignored: int = 0  # passed the kernel filter but answered no echo of the round
+    duplicates: int = 0
+    late: int = 0
+
+
+@dataclass(frozen=True)
+class _Link:
+    name: str
+    source: str
+
+
+class PacketProber:
+    """The production prober (the name the wiring and issue #4 use). It builds packets by
+    hand rather than with scapy; see :mod:`pingu.adapters.icmp_packets` for why."""
+
+    def __init__(self) -> None:
+        self._gateway_macs: dict[tuple[int, str], bytes] = {}
+        self.last_round: dict[str, RoundDiagnostics] = {}
+
+    async def run_round(self, probe: StartProbe) -> RoundResult:
+        try:
+            link = _usable_link(probe)
+            gateway_mac = None if probe.point_to_point else await self._gateway_mac(probe, link)
+            round_ = _Round(probe, link, gateway_mac)
+        except UplinkUnusable as reason:
+            self.last_round.pop(probe.uplink, None)
+            log.debug("%s: round not sent: %s", probe.uplink, reason)
+            return _failed(probe, str(reason))
+        try:
+            result = await round_.run()
+        finally:
+            round_.close()
+        diagnostics = round_.diagnostics()
+        self.last_round[probe.uplink] = diagnostics
+        answers = round_.matcher.counts
+        if gateway_mac is not None and not answers[Outcome.MATCHED] + answers[Outcome.LATE]:
+            # Perhaps the gateway was replaced (same address, new MAC): ask again next time.
+            self._gateway_macs.pop((probe.ifindex, probe.gateway or ""), None)
+        log.debug("%s: round %s: %s", probe.uplink, diagnostics, result)
+        return result
+
+    def close(self) -> None:
+        """Forget the resolved gateways (rounds keep no socket open between them)."""
+        self._gateway_macs.clear()
+
+    async def _gateway_mac(self, probe: StartProbe, link: _Link) -> bytes:
+        assert probe.gateway is not None  # _usable_link checked it
+        key = (probe.ifindex, probe.gateway)
+        mac = self._gateway_macs.get(key)
+        if mac is None:
+            mac = await resolve_gateway(link.name, link.source, probe.gateway, probe.timeout_ms)
+            self._gateway_macs[key] = mac
+            log.debug("%s: gateway %s is at %s", probe.uplink, probe.gateway, format_mac(mac))
+        return mac
+
+
+# --------------------------------------------------------------------- one round
+
+
+@dataclass
+class _TargetRun:
+    ledger: TargetLedger
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    error: str | None = None
+
+
+class _Round:
+    """The sockets, timers and tallies of one round on one uplink."""
+
+    def __init__(self, probe: StartProbe, link: _Link, gateway_mac: bytes | None) -> None:
+        self.probe = probe
+        self.link = link
+        self.gateway_mac = gateway_mac
+        self.destination = (link.name, ETH_P_IP, 0, 0, gateway_mac or b"")
+        ident = secrets.randbits(16)
+        self.matcher = RoundMatcher(
+            link.source, ident, secrets.token_bytes(COOKIE_SIZE), probe.targets, probe.timeout_ms
+        )
+        self.runs = {t: _TargetRun(ledger) for t, ledger in self.matcher.ledgers.items()}
+        self.ip_id = secrets.randbits(16)
+        self.timers: list[asyncio.TimerHandle] = []
+        self.early = False
+        self.loop = asyncio.get_running_loop()
+        self.sock = open_packet_socket(
+            link.name, probe.ifindex, ETH_P_IP, echo_reply_filter(link.source, ident)
+        )
+        self.loop.add_reader(self.sock.fileno(), self._drain)
+
+    async def run(self) -> RoundResult:
+        async with asyncio.TaskGroup() as group:
+            for target, run in self.runs.items():
+                group.create_task(self._probe_target(run), name=f"echo {target}")
+        targets = tuple(
+            TargetResult(
+                target=target,
+                sent=len(run.ledger.sent),
+                received=run.ledger.received,
+                delays_ms=run.ledger.ordered_delays(),
+                error=run.error,
+            )
+            for target, run in self.runs.items()
+        )
+        return RoundResult(targets, early=self.early)
+
+    def close(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+    def diagnostics(self) -> RoundDiagnostics:
+        counts = self.matcher.counts
+        return RoundDiagnostics(
+            ident=self.matcher.ident,
+            gateway_mac=format_mac(self.gateway_mac) if self.gateway_mac else None,
+            ignored=counts[Outcome.IGNORED],
+            duplicates=counts[Outcome.DUPLICATE],
+            late=counts[Outcome.LATE],
+        )
+
+    async def _probe_target(self, run: _TargetRun) -> None:
+        probe, ledger = self.probe, run.ledger
+        start = self.loop.time()
+        for seq in range(probe.count):
+            if not await self._pause(run, start + seq * probe.interval_ms / 1000):
+                break
+            if not self._send(run, seq):
+                break
+        last_deadline = self.loop.time() + probe.timeout_ms / 1000 + SETTLE_SLACK_S
+        await self._pause(run, last_deadline, until_settled=True)
+        if self._hopeless(ledger) and (len(ledger.sent) < probe.count or ledger.in_flight):
+            self.early = True
+
+    def _hopeless(self, ledger: TargetLedger) -> bool:
+        return ledger.lost > self.probe.max_lost
+
+    async def _pause(self, run: _TargetRun, until: float, *, until_settled: bool = False) -> bool:
+        """Wait until ``until`` (or, ``until_settled``, until no echo is in flight);
+        False as soon as the target has lost too many echoes to pass."""
+        while not self._hopeless(run.ledger):
+            remaining = until - self.loop.time()
+            if remaining <= 0 or (until_settled and not run.ledger.in_flight):
+                return True
+            run.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run.changed.wait(), remaining)
+        return False
+
+    def _send(self, run: _TargetRun, seq: int) -> bool:
+        target = run.ledger.target
+        self.ip_id = (self.ip_id + 1) & 0xFFFF
+        packet = self.matcher.request(target, seq, ip_id=self.ip_id)
+        real_ns, mono_ns = time.time_ns(), time.monotonic_ns()
+        try:
+            self.sock.sendto(packet, self.destination)
+        except OSError as error:
+            run.error = f"send to {target} on {self.link.name}: {error.strerror or error}"
+            return False
+        self.matcher.sent(target, seq, real_ns, mono_ns)
+        timer = self.loop.call_later(self.probe.timeout_ms / 1000, self._expire, run, seq)
+        self.timers.append(timer)
+        return True
+
+    def _expire(self, run: _TargetRun, seq: int) -> None:
+        # A reply may be queued with a timestamp inside the timeout, not yet read because
+        # the loop was busy: read it before calling the echo lost.
+        self._drain()
+        if run.ledger.expire(seq):
+            run.changed.set()
+
+    def _drain(self) -> None:
+        for _ in range(DRAIN_LIMIT):
+            try:
+                data, ancillary, _flags, _address = self.sock.recvmsg(RECEIVE_SIZE, _ANCILLARY_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:  # e.g. ENETDOWN, reported once when the link drops
+                log.debug("%s: receive: %s", self.link.name, error)
+                continue
+            outcome = self.matcher.receive(data, kernel_time_ns(ancillary), time.monotonic_ns())
+            if outcome is not Outcome.IGNORED:
+                for run in self.runs.values():
+                    run.changed.set()
+
+
+def kernel_time_ns(ancillary: Sequence[tuple[int, int, bytes]]) -> int | None:
+    """The SO_TIMESTAMPNS receive timestamp among a message's control data, if any."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            return int(seconds) * 1_000_000_000 + int(nanoseconds)
+    return None
+
+
+def _failed(probe: StartProbe, reason: str) -> RoundResult:
+    targets = tuple(TargetResult(t, 0, 0, error=reason) for t in probe.targets)
+    return RoundResult(targets, error=reason)
+
+
+# --------------------------------------------------------------------- the uplink
+
+
+def _usable_link(probe: StartProbe) -> _Link:
+    """The uplink's name and source address, or why no echo can leave through it."""
+    try:
+        name = socket.if_indextoname(probe.ifindex)
+    except OSError:
+        raise UplinkUnusable(f"{probe.uplink}: no interface #{probe.ifindex}") from None
+    flags = interface_flags(name)
+    if not flags & IFF_UP:
+        raise UplinkUnusable(f"{name} is administratively down")
+    if not flags & IFF_RUNNING:
+        raise UplinkUnusable(f"carrier down on {name}")
+    source = probe.source or interface_ipv4(name)
+    if source is None:
+        raise UplinkUnusable(f"no IPv4 address on {name}")
+    if not probe.point_to_point and probe.gateway is None:
+        raise UplinkUnusable(f"no gateway on {name}")
+    return _Link(name, source)
+
+
+def _interface_ioctl(name: str, request: int) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        answer: bytes = fcntl.ioctl(sock.fileno(), request, _IFREQ.pack(name.encode()))
+        return answer
+
+
+def interface_flags(name: str) -> int:
+    """The interface's IFF_* flags (the low 16 bits ``SIOCGIFFLAGS`` reports)."""
+    try:
+        answer = _interface_ioctl(name, SIOCGIFFLAGS)
+    except OSError as error:
+        raise UplinkUnusable(f"{name}: {error.strerror or error}") from None
+    flags: int = struct.unpack_from("H", answer, 16)[0]
+    return flags
+
+
+def interface_ipv4(name: str) -> str | None:
+    """The interface's primary IPv4 address, or None if it has none."""
+    try:
+        answer = _interface_ioctl(name, SIOCGIFADDR)
+    except OSError as error:
+        if error.errno in (errno.EADDRNOTAVAIL, errno.ENODEV):
+            return None
+        raise UplinkUnusable(f"{name}: {error.strerror or error}") from None
+    return socket.inet_ntoa(answer[20:24])  # ifr_addr: family, port, then the address
+
+
+def open_packet_socket(
+    name: str, ifindex: int, protocol: int, program: Sequence[Insn], *, timestamps: bool = True
+) -> socket.socket:
+    """A non-blocking AF_PACKET SOCK_DGRAM socket on interface ``name`` for ``protocol``,
+    its filter attached before it is bound, so that no unfiltered packet is ever queued."""
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)  # protocol 0: deaf
+    except OSError as error:
+        raise UplinkUnusable(f"packet socket on {name}: {error}") from None
+    try:
+        attach_filter(sock, program)
+        if timestamps:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        sock.setblocking(False)
+        sock.bind((name, protocol))
+        bound_to = socket.if_nametoindex(name)
+    except OSError as error:
+        sock.close()
+        raise UplinkUnusable(f"packet socket on {name}: {error}") from None
+    if bound_to != ifindex:  # the name now belongs to a re-created interface
+        sock.close()
+        raise UplinkUnusable(f"{name} is no longer interface #{ifindex}")
+    return sock
+
+
+def attach_filter(sock: socket.socket, program: Sequence[Insn]) -> None:
+    """SO_ATTACH_FILTER: a ``struct sock_fprog`` pointing at the program's instructions."""
+    code = pack_filter(program)
+    buffer = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("@HP", len(program), ctypes.addressof(buffer))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+async def resolve_gateway(name: str, source: str, gateway: str, timeout_ms: float) -> bytes:
+    """The MAC address of ``gateway`` on Ethernet-like interface ``name``, asked with
+    ``ARP_ATTEMPTS`` requests from ``source``, each waited for ``timeout_ms``."""
+    ifindex = socket.if_nametoindex(name)
+    sock = open_packet_socket(name, ifindex, ETH_P_ARP, arp_reply_filter(gateway), timestamps=False)
+    try:
+        _name, _protocol, _kind, link_type, own_mac = sock.getsockname()
+        if link_type != ARPHRD_ETHER:
+            raise UplinkUnusable(
+                f"{name} has no Ethernet link layer (type {link_type}): is it point-to-point?"
+            )
+        request = arp_request(own_mac, source, gateway)
+        loop = asyncio.get_running_loop()
+        for _attempt in range(ARP_ATTEMPTS):
+            try:
+                sock.sendto(request, (name, ETH_P_ARP, 0, 0, BROADCAST_MAC))
+            except OSError as error:
+                raise UplinkUnusable(f"ARP on {name}: {error.strerror or error}") from None
+            deadline = loop.time() + timeout_ms / 1000
+            while (remaining := deadline - loop.time()) > 0:
+                try:
+                    data = await asyncio.wait_for(loop.sock_recv(sock, RECEIVE_SIZE), remaining)
+                except TimeoutError:
+                    break
+                reply = parse_arp_reply(data)
+                if reply is not None and reply.sender_ip == gateway:
+                    return reply.sender_mac
+    finally:
+        sock.close()
+    raise UplinkUnusable(f"ARP: no answer from {gateway} on {name}")
