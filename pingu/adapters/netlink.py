@@ -80,6 +80,12 @@ def link_info(msg: Message, address: str | None) -> LinkInfo:
     )
 
 
+def own_address(msg: Message) -> str:
+    """The interface's own IPv4 address: IFA_LOCAL (on point-to-point links IFA_ADDRESS is
+    the peer's), else IFA_ADDRESS."""
+    return str(msg.get("local") or msg.get("address"))
+
+
 def route_of(msg: Message, names: Callable[[int], str | None]) -> Route | None:
     """An IPv4 default route message as a domain Route; None for anything pingu ignores."""
     if msg.get("family") != socket.AF_INET or msg.get("dst_len") != 0:
@@ -163,7 +169,7 @@ class NetlinkRouteTable:
         ipr = await self._request_socket()
         addresses: dict[int, str] = {}
         async for msg in await ipr.addr("dump", family=socket.AF_INET):
-            addresses.setdefault(int(msg["index"]), str(msg.get("address")))
+            addresses.setdefault(int(msg["index"]), own_address(msg))
         links: dict[int, LinkInfo] = {}
         async for msg in await ipr.link("dump"):
             info = link_info(msg, None)
@@ -236,7 +242,7 @@ class NetlinkRouteTable:
 
     def _address_changed(self, msg: Message, added: bool) -> list[Event]:
         index = int(msg["index"])
-        address = str(msg.get("address"))
+        address = own_address(msg)
         if added:
             self._addresses.setdefault(index, address)
         elif self._addresses.get(index) == address:

@@ -99,3 +99,10 @@ def test_translate_follows_links_addresses_and_routes() -> None:
         LinkVanished(2, "wan1")
     ]
     assert table._translate(Msg(event="RTM_NEWNEIGH")) == []
+
+
+def test_point_to_point_address_is_the_local_one_not_the_peer() -> None:
+    table = NetlinkRouteTable()
+    table._translate(link_msg(index=4, ifname="ppp0", ifi_type=65534))
+    added = Msg(event="RTM_NEWADDR", index=4, address="100.64.3.1", local="100.64.3.2")
+    assert table._translate(added) == [LinkChanged(4, "ppp0", True, True, True, "100.64.3.2")]
