@@ -3,15 +3,21 @@ no namespace of this run may survive the session."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+import threading
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from typing import Any, TypeVar
 
 import pytest
 
-from pingu.lab import Lab, Uplink, prefixes_used
+from pingu.lab import Lab, Uplink, _netns, prefixes_used
+
+T = TypeVar("T")
+SCENARIO_TIMEOUT = 180.0
 
 LabFactory = Callable[..., Lab]
 
@@ -58,3 +64,61 @@ def lab(lab_factory: LabFactory) -> Lab:
     return lab_factory(
         ["wan1", "wan2", Uplink("ppp0", "p2p")], targets=["203.0.113.10", "203.0.113.11"]
     )
+
+
+class NamespaceLoop:
+    """An asyncio loop on a thread of its own that has entered one of the lab's network
+    namespaces: every socket the coroutines it runs open belongs to that namespace."""
+
+    def __init__(self, ns: str) -> None:
+        self.ns = ns
+        self.loop = asyncio.new_event_loop()
+        self._entered: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._main, name=f"netns {ns}", daemon=True)
+
+    def __enter__(self) -> NamespaceLoop:
+        self._thread.start()
+        try:
+            self._entered.result(10)
+        except BaseException:
+            self.loop.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+    def _main(self) -> None:
+        try:
+            enter_namespace(self.ns)
+        except BaseException as error:  # never run anything in the root namespace
+            self._entered.set_exception(error)
+            return
+        self._entered.set_result(None)
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def start(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(work, self.loop)
+
+    def run(self, work: Coroutine[Any, Any, T], timeout: float = SCENARIO_TIMEOUT) -> T:
+        return self.start(work).result(timeout)
+
+
+def enter_namespace(ns: str) -> None:
+    """Move the calling thread into namespace ``ns``, and prove it did."""
+    fd = _netns.open_netns(ns)
+    try:
+        _netns.setns(fd)
+    finally:
+        os.close(fd)
+    if os.stat("/proc/thread-self/ns/net").st_ino != os.stat(_netns.netns_path(ns)).st_ino:
+        raise RuntimeError(f"this thread is not in namespace {ns}")
+
+
+def run_in_namespace(ns: str, work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` on an event loop whose thread has entered `ns` (never the root namespace)."""
+    with NamespaceLoop(ns) as loop:
+        return loop.run(work)

@@ -20,7 +20,7 @@ from pingu.domain.events import Event, LinkChanged, LinkVanished, RouteAppeared
 from pingu.domain.model import RoundResult, Route, TargetResult
 from pingu.entrypoints.runtime import Daemon
 from pingu.lab import Lab, Uplink
-from tests.netns.conftest import LabFactory
+from tests.netns.conftest import LabFactory, run_in_namespace
 
 PROTO = 136
 TARGET = "203.0.113.10"
@@ -64,7 +64,7 @@ async def daemon_in(lab: Lab, metrics: dict[str, int]) -> AsyncIterator[Daemon]:
         UplinkConfig(name=name, metric=metric, targets=(TARGET,), period=30.0)
         for name, metric in metrics.items()
     )
-    table = NetlinkRouteTable(netns=lab.daemon_ns)
+    table = NetlinkRouteTable()
     daemon = Daemon(
         Config(proto=PROTO, uplinks=uplinks), table, PassingProber(), NoScripts(), MonotonicClock()
     )
@@ -96,7 +96,7 @@ def test_dhcp_route_event_carries_its_attributes_and_is_deleted_exactly(
     lab = lab_factory(["wan1", "wan2"])
 
     async def scenario() -> None:
-        table = NetlinkRouteTable(netns=lab.daemon_ns)
+        table = NetlinkRouteTable()
         events: list[Event] = []
         monitor = asyncio.create_task(collect(table, events))
         await until(lambda: any(isinstance(e, LinkChanged) for e in events), "the first dump")
@@ -120,7 +120,7 @@ def test_dhcp_route_event_carries_its_attributes_and_is_deleted_exactly(
         monitor.cancel()
         await table.close()
 
-    asyncio.run(scenario())
+    run_in_namespace(lab.daemon_ns, scenario())
 
 
 def test_daemon_captures_and_replaces_with_its_own_route(lab_factory: LabFactory) -> None:
@@ -141,7 +141,7 @@ def test_daemon_captures_and_replaces_with_its_own_route(lab_factory: LabFactory
             ("ppp0", None, 50, 3, 253),
         }
 
-    asyncio.run(scenario())
+    run_in_namespace(lab.daemon_ns, scenario())
 
 
 def test_routes_pingu_does_not_own_are_left_alone(lab_factory: LabFactory) -> None:
@@ -167,7 +167,7 @@ def test_routes_pingu_does_not_own_are_left_alone(lab_factory: LabFactory) -> No
             assert any(r.dst == "198.18.0.0" for r in lab.routes())
             assert table_100() == {("wan1", gw1)}
 
-    asyncio.run(scenario())
+    run_in_namespace(lab.daemon_ns, scenario())
 
 
 def test_install_replace_and_remove_are_idempotent(lab_factory: LabFactory) -> None:
@@ -179,7 +179,7 @@ def test_install_replace_and_remove_are_idempotent(lab_factory: LabFactory) -> N
 
     async def scenario() -> None:
         await until(lambda: lab.carrier("wan1"), "wan1 with carrier")
-        table = NetlinkRouteTable(netns=lab.daemon_ns)
+        table = NetlinkRouteTable()
         for _ in range(2):
             await table.install(first)
         assert defaults(lab) == {("wan1", first.gateway, 100, PROTO, 0)}
@@ -192,7 +192,7 @@ def test_install_replace_and_remove_are_idempotent(lab_factory: LabFactory) -> N
         assert defaults(lab) == set()
         await table.close()
 
-    asyncio.run(scenario())
+    run_in_namespace(lab.daemon_ns, scenario())
 
 
 def test_foreign_route_with_pingus_metric_survives_pingus_install(lab_factory: LabFactory) -> None:
@@ -203,12 +203,12 @@ def test_foreign_route_with_pingus_metric_survives_pingus_install(lab_factory: L
     )
 
     async def scenario() -> None:
-        table = NetlinkRouteTable(netns=lab.daemon_ns)
+        table = NetlinkRouteTable()
         await table.install(own)
         await table.remove(own)
         await table.close()
 
-    asyncio.run(scenario())
+    run_in_namespace(lab.daemon_ns, scenario())
     assert defaults(lab) == {("wan2", lab.gateway("wan2"), 100, 3, 0)}
 
 
@@ -243,7 +243,7 @@ def test_route_flood_overflow_ends_with_the_dhcp_route_captured(lab_factory: Lab
             assert isinstance(table, NetlinkRouteTable)
             assert table.resyncs >= 1, "the flood should have overflowed the monitor"
 
-    asyncio.run(scenario())
+    run_in_namespace(lab.daemon_ns, scenario())
 
 
 def test_uplink_deleted_and_recreated_is_followed(lab_factory: LabFactory) -> None:
@@ -264,14 +264,14 @@ def test_uplink_deleted_and_recreated_is_followed(lab_factory: LabFactory) -> No
             assert daemon.core.uplinks["ppp0"].installed is not None
             assert daemon.core.uplinks["ppp0"].installed.ifindex == new
 
-    asyncio.run(scenario())
+    run_in_namespace(lab.daemon_ns, scenario())
 
 
 def test_link_events_follow_carrier(lab_factory: LabFactory) -> None:
     lab = lab_factory(["wan1"])
 
     async def scenario() -> None:
-        table = NetlinkRouteTable(netns=lab.daemon_ns)
+        table = NetlinkRouteTable()
         events: list[Event] = []
         monitor = asyncio.create_task(collect(table, events))
 
@@ -291,7 +291,7 @@ def test_link_events_follow_carrier(lab_factory: LabFactory) -> None:
         await table.close()
         assert not any(isinstance(e, LinkVanished) for e in events)
 
-    asyncio.run(scenario())
+    run_in_namespace(lab.daemon_ns, scenario())
 
 
 def test_capture_latency(lab_factory: LabFactory, capsys) -> None:
@@ -302,9 +302,9 @@ def test_capture_latency(lab_factory: LabFactory, capsys) -> None:
     async def scenario() -> list[float]:
         latencies: list[float] = []
         async with daemon_in(lab, {"wan1": 100}):
-            watcher = AsyncIPRoute(netns=lab.daemon_ns, flags=0)
+            watcher = AsyncIPRoute()
             await watcher.bind(groups=0x40)  # RTMGRP_IPV4_ROUTE
-            ipr = AsyncIPRoute(netns=lab.daemon_ns, flags=0)
+            ipr = AsyncIPRoute()
             index = lab.ifindex("wan1")
             for _ in range(100):
                 start = time.monotonic()
@@ -328,7 +328,7 @@ def test_capture_latency(lab_factory: LabFactory, capsys) -> None:
             ipr.close()
         return latencies
 
-    latencies = asyncio.run(scenario())
+    latencies = run_in_namespace(lab.daemon_ns, scenario())
     assert len(latencies) == 100
     with capsys.disabled():
         print(
@@ -342,7 +342,7 @@ def test_off_link_gateway_is_a_clear_error_not_a_crash(lab_factory: LabFactory) 
     off_link = Route(lab.ifindex("wan1"), "wan1", "203.0.113.1", 100, PROTO)
 
     async def scenario() -> str:
-        table = NetlinkRouteTable(netns=lab.daemon_ns)
+        table = NetlinkRouteTable()
         try:
             await table.install(off_link)
         except RouteChangeFailed as error:
@@ -351,7 +351,7 @@ def test_off_link_gateway_is_a_clear_error_not_a_crash(lab_factory: LabFactory) 
             await table.close()
         return "no error"
 
-    message = asyncio.run(scenario())
+    message = run_in_namespace(lab.daemon_ns, scenario())
     assert "default via 203.0.113.1 dev wan1" in message
     assert "unreachable" in message.lower() or "invalid gateway" in message.lower()
     assert defaults(lab) == set()

@@ -5,16 +5,14 @@ nothing, forged replies, concurrency and the early verdict."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import itertools
 import json
 import math
 import os
 import socket
-import threading
 import time
 from collections import Counter
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -22,65 +20,14 @@ import pytest
 from pingu.adapters.prober import PacketProber
 from pingu.domain.commands import StartProbe
 from pingu.domain.model import RoundResult
-from pingu.lab import Lab, _netns, icmp
+from pingu.lab import Lab, icmp
+from tests.netns.conftest import NamespaceLoop
 
 pytestmark = pytest.mark.netns
 
 T1, T2 = "203.0.113.10", "203.0.113.11"  # the conftest lab's targets
 ROUND_TIMEOUT = 30.0
 T = TypeVar("T")
-
-
-class NamespaceLoop:
-    """An asyncio loop on a thread of its own that has entered one of the lab's network
-    namespaces: every socket the coroutines it runs open belongs to that namespace."""
-
-    def __init__(self, ns: str) -> None:
-        self.ns = ns
-        self.loop = asyncio.new_event_loop()
-        self._entered: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._main, name=f"netns {ns}", daemon=True)
-
-    def __enter__(self) -> NamespaceLoop:
-        self._thread.start()
-        try:
-            self._entered.result(10)
-        except BaseException:
-            self.loop.close()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
-
-    def _main(self) -> None:
-        try:
-            enter_namespace(self.ns)
-        except BaseException as error:  # never run anything in the root namespace
-            self._entered.set_exception(error)
-            return
-        self._entered.set_result(None)
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-
-    def start(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(work, self.loop)
-
-    def run(self, work: Coroutine[Any, Any, T]) -> T:
-        return self.start(work).result(ROUND_TIMEOUT)
-
-
-def enter_namespace(ns: str) -> None:
-    """Move the calling thread into namespace ``ns``, and prove it did."""
-    fd = _netns.open_netns(ns)
-    try:
-        _netns.setns(fd)
-    finally:
-        os.close(fd)
-    if os.stat("/proc/thread-self/ns/net").st_ino != os.stat(_netns.netns_path(ns)).st_ino:
-        raise RuntimeError(f"this thread is not in namespace {ns}")
 
 
 @pytest.fixture
