@@ -210,12 +210,9 @@ class NetlinkRouteTable:
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, RESYNC_PAUSE_MAX_S)
                 self.resyncs += 1
-                await self._reset_requests()
+                await self.close()
             finally:
                 monitor.close()
-
-    async def _reset_requests(self) -> None:
-        await self.close()
 
     def _translate(self, msg: Message) -> list[Event]:
         kind = msg.get("event")
@@ -279,5 +276,5 @@ class NetlinkRouteTable:
             detail = str(error.args[1]) if len(error.args) > 1 else reason
             raise RouteChangeFailed(f"{command} {route.describe()}: {detail}") from error
         except OSError as error:
-            await self._reset_requests()
+            await self.close()
             raise RouteChangeFailed(f"{command} {route.describe()}: {error}") from error
