@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from pingu.domain.config import Config, build_config, join_path
+from pingu.domain.config import SCRIPT_KEYS, Config, build_config, join_path
 from pingu.domain.errors import ConfigError, ConfigProblem
 
 
@@ -121,18 +121,19 @@ def _duplicate_keys(value: object, path: str) -> list[ConfigProblem]:
 
 
 def _script_problems(raw: object) -> list[ConfigProblem]:
-    """Filesystem checks of every absolute reset_script the file names."""
+    """Filesystem checks of every absolute script path the file names."""
     interfaces = raw.get("interfaces") if isinstance(raw, dict) else None
     if not isinstance(interfaces, dict):
         return []
     problems: list[ConfigProblem] = []
     for name, settings in interfaces.items():
-        script = settings.get("reset_script") if isinstance(settings, dict) else None
-        if isinstance(script, str) and script.startswith("/") and "\0" not in script:
-            why = script_problem(script)
-            if why is not None:
-                path = join_path(join_path("interfaces", str(name)), "reset_script")
-                problems.append(ConfigProblem(path, script, why))
+        for key in SCRIPT_KEYS:
+            script = settings.get(key) if isinstance(settings, dict) else None
+            if isinstance(script, str) and script.startswith("/") and "\0" not in script:
+                why = script_problem(script)
+                if why is not None:
+                    path = join_path(join_path("interfaces", str(name)), key)
+                    problems.append(ConfigProblem(path, script, why))
     return problems
 
 

@@ -7,6 +7,7 @@ import ipaddress
 import math
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TypeVar
 
 from pingu.domain.errors import ConfigError, ConfigProblem
 
@@ -16,6 +17,27 @@ class InitialState(Enum):
 
     UP = "up"
     DOWN = "down"
+
+
+class OnExit(Enum):
+    """What a clean stop leaves: the table as before pingu (`restore`), or pingu's routes."""
+
+    RESTORE = "restore"
+    KEEP = "keep"
+
+
+class WhenAllDown(Enum):
+    """With every uplink down: no default route (`none`, seed), or the best one kept."""
+
+    NONE = "none"
+    KEEP_BEST = "keep_best"
+
+
+_E = TypeVar("_E", bound=Enum)
+
+DEFAULT_STATE_FILE = "/var/lib/pingu/state.json"
+DEFAULT_CONTROL_SOCKET = "/run/pingu/control.sock"
+DEFAULT_METRICS_HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -36,6 +58,8 @@ class UplinkConfig:
     fall: int = 1
     reset_script: str | None = None
     reset_script_grace_period: float = 600.0
+    up_script: str | None = None
+    down_script: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +69,13 @@ class Config:
     proto: int
     uplinks: tuple[UplinkConfig, ...]
     initial_state: InitialState = InitialState.UP
+    on_exit: OnExit = OnExit.RESTORE
+    when_all_down: WhenAllDown = WhenAllDown.NONE
+    state_file: str | None = DEFAULT_STATE_FILE
+    script_timeout: float = 60.0
+    control_socket: str | None = DEFAULT_CONTROL_SOCKET
+    control_group: str | None = None
+    metrics: tuple[str, int] | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def uplink(self, name: str) -> UplinkConfig | None:
@@ -84,7 +115,22 @@ _PROTO_DAEMONS = {
     189: "rip",
     192: "eigrp",
 }
-_TOP_KEYS = ("host", "proto", "period", "min_hosts_up", "initial_state", "interfaces")
+_TOP_KEYS = (
+    "host",
+    "proto",
+    "period",
+    "min_hosts_up",
+    "initial_state",
+    "on_exit",
+    "when_all_down",
+    "state_file",
+    "script_timeout",
+    "control_socket",
+    "control_group",
+    "metrics",
+    "interfaces",
+)
+SCRIPT_KEYS = ("reset_script", "up_script", "down_script")
 _UPLINK_KEYS = (
     "metric",
     "count",
@@ -99,6 +145,8 @@ _UPLINK_KEYS = (
     "min_hosts_up",
     "reset_script",
     "reset_script_grace_period",
+    "up_script",
+    "down_script",
 )
 _MAX_METRIC = 2**32 - 1
 # Large enough for any sane setting, small enough that the timing arithmetic stays finite.
@@ -151,6 +199,13 @@ def effective_settings(config: Config) -> dict[str, object]:
     return {
         "proto": config.proto,
         "initial_state": config.initial_state.value,
+        "on_exit": config.on_exit.value,
+        "when_all_down": config.when_all_down.value,
+        "state_file": config.state_file,
+        "script_timeout": _plain(config.script_timeout),
+        "control_socket": config.control_socket,
+        "control_group": config.control_group,
+        "metrics": f"{config.metrics[0]}:{config.metrics[1]}" if config.metrics else None,
         "interfaces": {u.name: _uplink_settings(u) for u in config.uplinks},
     }
 
@@ -170,6 +225,8 @@ def _uplink_settings(uplink: UplinkConfig) -> dict[str, object]:
         "fall": uplink.fall,
         "reset_script": uplink.reset_script,
         "reset_script_grace_period": _plain(uplink.reset_script_grace_period),
+        "up_script": uplink.up_script,
+        "down_script": uplink.down_script,
     }
     return dict(sorted(settings.items()))
 
@@ -248,7 +305,14 @@ class _Builder:
             raise ConfigError(self.problems)
         self.unknown_keys(raw, "", _TOP_KEYS, _UPLINK_KEYS, "an interface setting")
         proto = self.proto(raw)
-        initial_state = self.initial_state(raw)
+        initial_state = self.choice(raw, "initial_state", InitialState.UP)
+        on_exit = self.choice(raw, "on_exit", OnExit.RESTORE)
+        when_all_down = self.choice(raw, "when_all_down", WhenAllDown.NONE)
+        state_file = self.optional_path(raw, "state_file", DEFAULT_STATE_FILE)
+        control_socket = self.optional_path(raw, "control_socket", DEFAULT_CONTROL_SOCKET)
+        control_group = self.group(raw)
+        script_timeout = self.number(raw, "", "script_timeout", 60.0, strictly_positive=True)
+        metrics = self.metrics_address(raw)
         top = _Top(
             targets=self.targets(raw["host"], "host") if "host" in raw else None,
             host_given="host" in raw,
@@ -257,12 +321,27 @@ class _Builder:
         )
         top.min_hosts_up = self.min_hosts_up(raw, "", 1, top.targets)
         uplinks = self.uplinks(raw, top)
-        if self.problems or proto is None or initial_state is None or uplinks is None:
+        if (
+            self.problems
+            or proto is None
+            or initial_state is None
+            or on_exit is None
+            or when_all_down is None
+            or script_timeout is None
+            or uplinks is None
+        ):
             raise ConfigError(self.problems)
         return Config(
             proto=proto,
             uplinks=uplinks,
             initial_state=initial_state,
+            on_exit=on_exit,
+            when_all_down=when_all_down,
+            state_file=state_file,
+            script_timeout=script_timeout,
+            control_socket=control_socket,
+            control_group=control_group,
+            metrics=metrics,
             warnings=tuple(self.warnings),
         )
 
@@ -298,13 +377,70 @@ class _Builder:
             )
         return proto
 
-    def initial_state(self, raw: dict[object, object]) -> InitialState | None:
-        value = raw.get("initial_state", InitialState.UP.value)
-        for state in InitialState:
-            if value == state.value:
-                return state
-        self.problem("initial_state", value, 'must be "up" or "down"')
+    def choice(self, raw: dict[object, object], key: str, default: _E) -> _E | None:
+        """raw[key] as one of the values of `default`'s enum; `default` when absent."""
+        value = raw.get(key, default.value)
+        for option in type(default):
+            if value == option.value:
+                return option
+        names = " or ".join(f'"{option.value}"' for option in type(default))
+        self.problem(key, value, f"must be {names}")
         return None
+
+    def optional_path(self, raw: dict[object, object], key: str, default: str) -> str | None:
+        """An absolute file path, or null to do without; `default` when absent."""
+        value = raw.get(key, default)
+        if value is None:
+            return None
+        if (
+            not isinstance(value, str)
+            or not value.startswith("/")
+            or value.endswith("/")
+            or "\0" in value
+        ):
+            self.problem(key, value, "must be an absolute file path, or null to do without")
+            return None
+        return value
+
+    def group(self, raw: dict[object, object]) -> str | None:
+        """The group allowed to use the control socket (a name or a number), or None."""
+        value = raw.get("control_group")
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int) or str(value) == "":
+            self.problem("control_group", value, "must be a group name or number, or null")
+            return None
+        if isinstance(value, int) and value < 0:
+            self.problem("control_group", value, "must be a group name or number, or null")
+            return None
+        return str(value)
+
+    def metrics_address(self, raw: dict[object, object]) -> tuple[str, int] | None:
+        """The Prometheus listen address: "HOST:PORT", or a port on 127.0.0.1; null: off."""
+        value = raw.get("metrics")
+        if value is None:
+            return None
+        rule = 'must be a port, or "HOST:PORT" such as "127.0.0.1:9736", or null (off)'
+        if isinstance(value, bool):
+            self.problem("metrics", value, rule)
+            return None
+        host, port_text = DEFAULT_METRICS_HOST, value
+        if isinstance(value, str) and ":" in value:
+            host, _, port_text = value.rpartition(":")
+            host = host.strip("[]")
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                self.problem("metrics", value, f"{rule}; HOST must be an IP address")
+                return None
+        try:
+            port = int(port_text) if isinstance(port_text, int | str) else -1
+        except ValueError:
+            port = -1
+        if not 1 <= port <= 65535:
+            self.problem("metrics", value, f"{rule}; PORT from 1 to 65535")
+            return None
+        return host, port
 
     def integer(
         self,
@@ -453,7 +589,9 @@ class _Builder:
         else:
             targets = top.targets
         min_hosts_up = self.uplink_min_hosts_up(settings, path, name, top, targets)
-        reset_script = self.reset_script(settings, path)
+        reset_script = self.script(settings, path, "reset_script")
+        up_script = self.script(settings, path, "up_script")
+        down_script = self.script(settings, path, "down_script")
         grace = self.number(
             settings, path, "reset_script_grace_period", 600.0, strictly_positive=False
         )
@@ -488,6 +626,8 @@ class _Builder:
             fall=fall,
             reset_script=reset_script,
             reset_script_grace_period=grace,
+            up_script=up_script,
+            down_script=down_script,
         )
         self.warn_long_round(uplink)
         return uplink
@@ -528,13 +668,13 @@ class _Builder:
             return None
         return inherited
 
-    def reset_script(self, settings: dict[object, object], path: str) -> str | None:
-        value = settings.get("reset_script")
+    def script(self, settings: dict[object, object], path: str, key: str) -> str | None:
+        value = settings.get(key)
         if value is None:
             return None
         if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
             self.problem(
-                join_path(path, "reset_script"),
+                join_path(path, key),
                 value,
                 "must be the absolute path of an executable (starting with '/')",
             )

@@ -43,6 +43,8 @@ def daemon(lab_factory: LabFactory, tmp_path: Path) -> Iterator[tuple[Lab, subpr
     config = {
         "host": lab.targets[0],
         "period": 0.5,
+        "state_file": str(tmp_path / "state.json"),
+        "control_socket": str(tmp_path / "control.sock"),
         "interfaces": {
             "wan1": {"metric": 100, **FAST},
             "wan2": {"metric": 200, **FAST},

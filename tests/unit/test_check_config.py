@@ -54,9 +54,16 @@ def test_valid_config_prints_effective_settings_warnings_and_timings(tmp_path):
         "period": 5,
         "reset_script": None,
         "reset_script_grace_period": 600,
+        "up_script": None,
+        "down_script": None,
         "rise": 1,
         "timeout": 1000,
     }
+    assert settings["on_exit"] == "restore"
+    assert settings["when_all_down"] == "none"
+    assert settings["state_file"] == "/var/lib/pingu/state.json"
+    assert settings["control_socket"] == "/run/pingu/control.sock"
+    assert settings["metrics"] is None
     lines = rest.splitlines()
     assert lines[0].startswith("warning: proto 12 is the number of 'bird' routes")
     assert lines[1].startswith("warning: interfaces.wan2: a round can last 10 s")

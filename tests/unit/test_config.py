@@ -12,7 +12,9 @@ from pingu.domain.config import (
     MISSING,
     Config,
     InitialState,
+    OnExit,
     UplinkConfig,
+    WhenAllDown,
     build_config,
     detection_bounds,
     effective_settings,
@@ -564,3 +566,77 @@ def test_effective_settings_use_the_file_key_names():
     assert wan1["interval"] == 500
     assert wan1["timeout"] == 1000
     assert wan1["reset_script"] is None
+
+
+# --- daemon-wide settings ------------------------------------------------------------
+
+
+def test_daemon_settings_defaults():
+    config = build_config(minimal())
+    assert config.on_exit is OnExit.RESTORE
+    assert config.when_all_down is WhenAllDown.NONE
+    assert config.state_file == "/var/lib/pingu/state.json"
+    assert config.control_socket == "/run/pingu/control.sock"
+    assert config.control_group is None
+    assert config.script_timeout == 60.0
+    assert config.metrics is None
+
+
+def test_daemon_settings_given():
+    config = build_config(
+        minimal(
+            on_exit="keep",
+            when_all_down="keep_best",
+            state_file=None,
+            control_socket="/tmp/p/c.sock",
+            control_group="adm",
+            script_timeout=2.5,
+            metrics="0.0.0.0:9100",
+        )
+    )
+    assert config.on_exit is OnExit.KEEP
+    assert config.when_all_down is WhenAllDown.KEEP_BEST
+    assert config.state_file is None
+    assert config.control_socket == "/tmp/p/c.sock"
+    assert config.control_group == "adm"
+    assert config.script_timeout == 2.5
+    assert config.metrics == ("0.0.0.0", 9100)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(9736, ("127.0.0.1", 9736)), ("9736", ("127.0.0.1", 9736)), ("[::1]:80", ("::1", 80))],
+)
+def test_metrics_listen_address_defaults_to_loopback(value, expected):
+    assert build_config(minimal(metrics=value)).metrics == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "rule"),
+    [
+        ("on_exit", "Restore", '"restore" or "keep"'),
+        ("when_all_down", "best", '"none" or "keep_best"'),
+        ("state_file", "state.json", "absolute file path"),
+        ("state_file", "/var/lib/pingu/", "absolute file path"),
+        ("control_socket", 5, "absolute file path"),
+        ("control_group", "", "group name or number"),
+        ("control_group", True, "group name or number"),
+        ("control_group", -1, "group name or number"),
+        ("script_timeout", 0, "greater than 0"),
+        ("metrics", "localhost:9100", "HOST must be an IP address"),
+        ("metrics", 70000, "PORT from 1 to 65535"),
+        ("metrics", "1.2.3.4:x", "PORT from 1 to 65535"),
+        ("metrics", True, "HOST:PORT"),
+        ("metrics", [9100], "PORT from 1"),
+    ],
+)
+def test_daemon_settings_are_checked(key, value, rule):
+    problem = only_problem(minimal(**{key: value}))
+    assert problem.path == key
+    assert rule in problem.rule
+
+
+def test_hook_script_paths_must_be_absolute():
+    problem = only_problem(with_uplink(up_script="hook.sh"))
+    assert problem.path == "interfaces.wan1.up_script"
+    assert "absolute path" in problem.rule

@@ -318,3 +318,14 @@ def test_script_and_validation_problems_come_together(tmp_path):
 def test_scripts_are_not_checked_without_interfaces(tmp_path):
     found = load_problems(write(tmp_path, '{"host": "192.0.2.1", "interfaces": []}'))
     assert [p.path for p in found] == ["interfaces"]
+
+
+@pytest.mark.parametrize("key", ["up_script", "down_script"])
+def test_hook_scripts_follow_the_same_rules(tmp_path, key):
+    script = executable(tmp_path)
+    config = load_config(write(tmp_path, minimal_text(**{key: script})))
+    assert getattr(config.uplinks[0], key) == script
+    unsafe = executable(tmp_path, name="unsafe.sh", mode=0o777)
+    (problem,) = load_problems(write(tmp_path, minimal_text(**{key: unsafe})))
+    assert problem.path == f"interfaces.wan1.{key}"
+    assert "writable by group or others" in problem.rule
