@@ -11,15 +11,17 @@ from pingu.domain.commands import RunScript
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT_S = 60.0
 KILL_GRACE_S = 5.0
 OUTPUT_LIMIT = 64 * 1024
 
 
 class SubprocessScriptRunner:
-    """Runs a script as argv (no shell, no interpolation), logs its output, kills it on timeout."""
+    """Runs a script as argv (no shell, no interpolation), logs its output, kills it on timeout.
 
-    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    The timeout is the command's (`script_timeout`), unless `timeout_s` overrides it.
+    """
+
+    def __init__(self, timeout_s: float | None = None) -> None:
         self.timeout_s = timeout_s
 
     async def run(self, script: RunScript) -> int | None:
@@ -38,16 +40,19 @@ class SubprocessScriptRunner:
             log.error("%s: cannot start %s: %s", script.uplink, script.script, error)
             return None
         log.info(
-            "%s: started %s (pid %d): %s", script.uplink, script.script, process.pid, script.reason
+            "%s: started %s script %s (pid %d): %s",
+            script.uplink,
+            script.kind,
+            script.script,
+            process.pid,
+            script.reason,
         )
+        timeout = self.timeout_s if self.timeout_s is not None else script.timeout_s
         try:
-            output, _ = await asyncio.wait_for(process.communicate(), self.timeout_s)
+            output, _ = await asyncio.wait_for(process.communicate(), timeout)
         except TimeoutError:
             log.error(
-                "%s: %s still running after %.0f s: killed",
-                script.uplink,
-                script.script,
-                self.timeout_s,
+                "%s: %s still running after %g s: killed", script.uplink, script.script, timeout
             )
             await self._kill(process)
             return None

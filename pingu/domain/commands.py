@@ -52,14 +52,25 @@ class StartProbe:
     round_id: int = 0
 
 
+RESET = "reset"
+UP_HOOK = "up"
+DOWN_HOOK = "down"
+
+
 @dataclass(frozen=True)
 class RunScript:
-    """Run an operator's script for `uplink`, without a shell, with `env` added."""
+    """Run an operator's script for `uplink`, without a shell, with `env` added.
+
+    `kind` is "reset" (the uplink is faulty), "up" or "down" (its state changed); the
+    runner kills it after `timeout_s`.
+    """
 
     uplink: str
     script: str
     reason: str
     env: tuple[tuple[str, str], ...]
+    kind: str = RESET
+    timeout_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,17 @@ class StateChanged:
     reason: str
 
 
+@dataclass(frozen=True)
+class LastResort:
+    """Report: every uplink is down (`all_down`), or no longer; `kept` names the uplink whose
+    route is kept anyway (`when_all_down: keep_best`), None when the box has no default route.
+    """
+
+    all_down: bool
+    kept: str | None
+    reason: str
+
+
 Command = (
     DeleteRoute
     | InstallRoute
@@ -100,4 +122,5 @@ Command = (
     | RouteCaptured
     | RoundJudged
     | StateChanged
+    | LastResort
 )

@@ -5,8 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pingu.domain.commands import (
+    DOWN_HOOK,
+    RESET,
+    UP_HOOK,
     Command,
     DeleteRoute,
+    InstallRoute,
+    LastResort,
     RestoreRoute,
     RoundJudged,
     RouteCaptured,
@@ -14,7 +19,7 @@ from pingu.domain.commands import (
     StartProbe,
     StateChanged,
 )
-from pingu.domain.config import Config, InitialState, UplinkConfig
+from pingu.domain.config import Config, InitialState, UplinkConfig, WhenAllDown
 from pingu.domain.events import (
     Event,
     LinkChanged,
@@ -29,6 +34,7 @@ from pingu.domain.events import (
 from pingu.domain.health import Health, HealthState, Signal, step
 from pingu.domain.model import MAIN_TABLE, Lease, RoundResult, Route
 from pingu.domain.routes import own_route, route_diff
+from pingu.domain.state import SavedLease, SavedUplink
 from pingu.domain.verdict import Verdict, judge
 
 
@@ -54,6 +60,7 @@ class Uplink:
     last_verdict: Verdict | None = None
     last_result: RoundResult | None = None
     changed_at: float = 0.0
+    refused: Route | None = None  # refused by the kernel: not retried before the next verdict
 
     @property
     def name(self) -> str:
@@ -70,12 +77,14 @@ class Core:
 
     def __init__(self, config: Config, now: float) -> None:
         self.config = config
-        start = Health.UP if config.initial_state is InitialState.UP else Health.DOWN
-        self.uplinks: dict[str, Uplink] = {
-            u.name: Uplink(config=u, health=HealthState(start), next_round_at=now, changed_at=now)
-            for u in config.uplinks
-        }
+        self.uplinks: dict[str, Uplink] = {u.name: self._new_uplink(u, now) for u in config.uplinks}
         self._by_index: dict[int, str] = {}
+        self._kept: str | None = None  # the uplink kept as a last resort (keep_best)
+        self._reported: tuple[bool, str | None] = (False, None)
+
+    def _new_uplink(self, config: UplinkConfig, now: float) -> Uplink:
+        start = Health.UP if self.config.initial_state is InitialState.UP else Health.DOWN
+        return Uplink(config=config, health=HealthState(start), next_round_at=now, changed_at=now)
 
     # -- the one entry point -------------------------------------------------------------
 
@@ -93,38 +102,99 @@ class Core:
                 commands += self._link_vanished(ifindex, ifname, now)
             case ProbeFinished(uplink=name, result=result, round_id=round_id):
                 commands += self._probe_finished(name, result, round_id, now)
-            case ScriptFinished(uplink=name):
-                if name in self.uplinks:
+            case ScriptFinished(uplink=name, kind=kind):
+                if name in self.uplinks and kind == RESET:
                     self.uplinks[name].script_running = False
             case RouteRefused(route=route):
                 self._route_refused(route)
             case TimerFired():
                 pass
+        commands += self._reconcile_all()
+        commands += self._report_last_resort()
         commands += self._start_due_rounds(now)
         return commands
+
+    def reconfigure(self, config: Config, now: float) -> list[Command]:
+        """Apply a reloaded configuration (same proto): drop, add and update uplinks.
+
+        A dropped uplink is left as pingu found it (captured route back, pingu's removed);
+        an added one knows nothing until the shell feeds it a fresh snapshot of the table.
+        """
+        commands: list[Command] = []
+        for name in [n for n in self.uplinks if config.uplink(n) is None]:
+            commands += self._release(self.uplinks.pop(name))
+        self.config = config
+        for settings in config.uplinks:
+            uplink = self.uplinks.get(settings.name)
+            if uplink is None:
+                self.uplinks[settings.name] = self._new_uplink(settings, now)
+                continue
+            uplink.config = settings
+            uplink.next_round_at = min(uplink.next_round_at, now + settings.period)
+        # The file's order is the order of the new configuration.
+        self.uplinks = {u.name: self.uplinks[u.name] for u in config.uplinks}
+        commands += self._reconcile_all()
+        commands += self._report_last_resort()
+        return commands
+
+    # -- state that survives a restart --------------------------------------------------
+
+    def saved_state(self, now: float) -> dict[str, tuple[SavedLease | None, Health, float | None]]:
+        """What a restart needs: leases, whether routed, seconds since the last reset."""
+        saved: dict[str, tuple[SavedLease | None, Health, float | None]] = {}
+        for uplink in self.uplinks.values():
+            lease = uplink.lease
+            kept = None
+            if lease is not None:
+                kept = SavedLease(lease.gateway, lease.metric, lease.proto, lease.scope)
+            health = Health.UP if uplink.health.health.routed else Health.DOWN
+            ago = None if uplink.last_script_at is None else now - uplink.last_script_at
+            saved[uplink.name] = (kept, health, ago)
+        return saved
+
+    def adopt_state(self, saved: dict[str, SavedUplink], now: float) -> list[str]:
+        """Take what an earlier run saved, before the first snapshot; returns what was taken."""
+        taken: list[str] = []
+        for name, entry in saved.items():
+            uplink = self.uplinks.get(name)
+            if uplink is None:
+                continue
+            if entry.lease is not None:
+                lease = entry.lease
+                uplink.lease = Lease(lease.gateway, lease.metric, lease.proto, lease.scope)
+                taken.append(f"{name}: gateway {lease.gateway or 'none (point-to-point)'}")
+            if entry.health is not None:
+                uplink.health = HealthState(entry.health)
+                taken.append(f"{name}: {entry.health.value}")
+            if entry.reset_script_ago is not None:
+                uplink.last_script_at = now - entry.reset_script_ago
+                taken.append(f"{name}: reset script ran {entry.reset_script_ago:.0f} s ago")
+        return taken
 
     def stop(self) -> list[Command]:
         """Leave the table as if pingu had never run: captured routes back, pingu's gone."""
         commands: list[Command] = []
         for uplink in self.uplinks.values():
-            lease = uplink.lease
-            if (
-                lease is not None
-                and uplink.ifindex is not None
-                and lease.proto != self.config.proto
-            ):
-                captured = Route(
-                    ifindex=uplink.ifindex,
-                    ifname=uplink.name,
-                    gateway=lease.gateway,
-                    metric=lease.metric,
-                    proto=lease.proto,
-                    scope=lease.scope,
-                )
-                commands.append(RestoreRoute(captured))
-            if uplink.installed is not None:
-                commands += route_diff(uplink.installed, None)
-                uplink.installed = None
+            commands += self._release(uplink)
+        return commands
+
+    def _release(self, uplink: Uplink) -> list[Command]:
+        """Put the uplink's captured route back and remove pingu's."""
+        commands: list[Command] = []
+        lease = uplink.lease
+        if lease is not None and uplink.ifindex is not None and lease.proto != self.config.proto:
+            captured = Route(
+                ifindex=uplink.ifindex,
+                ifname=uplink.name,
+                gateway=lease.gateway,
+                metric=lease.metric,
+                proto=lease.proto,
+                scope=lease.scope,
+            )
+            commands.append(RestoreRoute(captured))
+        if uplink.installed is not None:
+            commands += route_diff(uplink.installed, None)
+            uplink.installed = None
         return commands
 
     def next_deadline(self) -> float | None:
@@ -193,9 +263,12 @@ class Core:
         uplink = self._uplink_of(route)
         if uplink is not None and uplink.installed == route:
             uplink.installed = None
+            uplink.refused = route
 
     def _desired(self, uplink: Uplink) -> Route | None:
-        if not (uplink.health.health.routed and uplink.usable and uplink.lease is not None):
+        if not (uplink.usable and uplink.lease is not None):
+            return None
+        if not uplink.health.health.routed and self._last_resort() != uplink.name:
             return None
         assert uplink.ifindex is not None
         return own_route(
@@ -208,9 +281,64 @@ class Core:
 
     def _reconcile(self, uplink: Uplink) -> list[Command]:
         desired = self._desired(uplink)
+        if desired is not None and desired == uplink.refused:
+            desired = None
         commands = route_diff(uplink.installed, desired)
         uplink.installed = desired
         return list(commands)
+
+    def _reconcile_all(self) -> list[Command]:
+        """Every uplink's route as it should be; all installs before any removal."""
+        commands: list[Command] = []
+        for uplink in self.uplinks.values():
+            commands += self._reconcile(uplink)
+        installs = [c for c in commands if isinstance(c, InstallRoute)]
+        return installs + [c for c in commands if not isinstance(c, InstallRoute)]
+
+    # -- when every uplink is down ------------------------------------------------------
+
+    def _all_down(self) -> bool:
+        """No uplink is fit to route, and at least one round has been judged."""
+        if not any(u.last_verdict is not None for u in self.uplinks.values()):
+            return False
+        return not any(
+            u.health.health.routed and u.usable and u.lease is not None
+            for u in self.uplinks.values()
+        )
+
+    def _last_resort(self) -> str | None:
+        """The uplink kept when all are down (`keep_best`): the lowest loss last round."""
+        if self.config.when_all_down is not WhenAllDown.KEEP_BEST or not self._all_down():
+            self._kept = None
+            return None
+        candidates = [u for u in self.uplinks.values() if u.usable and u.lease is not None]
+        if not candidates:
+            self._kept = None
+            return None
+        best = min(candidates, key=lambda u: (_loss_ratio(u), u.config.metric))
+        current = self.uplinks.get(self._kept) if self._kept else None
+        if current is None or current not in candidates or _loss_ratio(best) < _loss_ratio(current):
+            self._kept = best.name
+        return self._kept
+
+    def _report_last_resort(self) -> list[Command]:
+        all_down = self._all_down()
+        kept = self._last_resort()
+        if (all_down, kept) == self._reported:
+            return []
+        self._reported = (all_down, kept)
+        if not all_down:
+            return [LastResort(False, None, "an uplink is up again")]
+        if kept is None:
+            why = (
+                "when_all_down is none"
+                if self.config.when_all_down is WhenAllDown.NONE
+                else "no uplink has a link and a gateway"
+            )
+            return [LastResort(True, None, f"no default route from pingu: {why}")]
+        uplink = self.uplinks[kept]
+        verdict = uplink.last_verdict.reason if uplink.last_verdict else "no round yet"
+        return [LastResort(True, kept, f"best last round ({verdict})")]
 
     # -- links ---------------------------------------------------------------------------
 
@@ -322,6 +450,7 @@ class Core:
 
     def _judged(self, uplink: Uplink, verdict: Verdict, now: float) -> list[Command]:
         uplink.last_verdict = verdict
+        uplink.refused = None
         commands: list[Command] = [RoundJudged(uplink.name, verdict.passed, verdict.reason)]
         signal = Signal.PASS if verdict.passed else Signal.FAIL
         commands += self._apply(uplink, signal, verdict.reason, now)
@@ -339,7 +468,20 @@ class Core:
             commands.append(
                 StateChanged(uplink.name, old.health.value, uplink.health.health.value, reason)
             )
-        return commands + self._reconcile(uplink)
+        commands += self._reconcile(uplink)
+        if uplink.health.health.routed != old.health.routed:
+            commands += self._hook(uplink, old.health, reason)
+        return commands
+
+    def _hook(self, uplink: Uplink, old: Health, reason: str) -> list[Command]:
+        """The up_script or down_script of an uplink whose route came or went."""
+        up = uplink.health.health.routed
+        script = uplink.config.up_script if up else uplink.config.down_script
+        if script is None:
+            return []
+        kind = UP_HOOK if up else DOWN_HOOK
+        env = (*self._script_env(uplink, kind, reason), ("PINGU_OLD_STATE", old.value))
+        return [RunScript(uplink.name, script, reason, env, kind, self.config.script_timeout)]
 
     # -- scripts -------------------------------------------------------------------------
 
@@ -353,12 +495,14 @@ class Core:
             return []
         uplink.last_script_at = now
         uplink.script_running = True
-        return [RunScript(uplink.name, script, reason, self._script_env(uplink, reason))]
+        env = self._script_env(uplink, RESET, reason)
+        return [RunScript(uplink.name, script, reason, env, RESET, self.config.script_timeout)]
 
-    def _script_env(self, uplink: Uplink, reason: str) -> tuple[tuple[str, str], ...]:
+    def _script_env(self, uplink: Uplink, kind: str, reason: str) -> tuple[tuple[str, str], ...]:
         gateway = uplink.lease.gateway if uplink.lease and uplink.lease.gateway else ""
         env = [
-            ("PINGU_EVENT", "reset"),
+            ("PINGU_EVENT", kind),
+            ("PINGU_METRIC", str(uplink.config.metric)),
             ("PINGU_INTERFACE", uplink.name),
             ("PINGU_GATEWAY", gateway),
             ("PINGU_REASON", reason),
@@ -372,3 +516,13 @@ class Core:
             env.append(("PINGU_LOSS", f"{lost}/{sent}"))
             env.append(("PINGU_DELAY_MS", f"{sum(delays) / len(delays):.1f}" if delays else ""))
         return tuple(env)
+
+
+def _loss_ratio(uplink: Uplink) -> float:
+    """The share of echoes lost in the uplink's last round (1.0 when nothing is known)."""
+    result = uplink.last_result
+    if result is None or not result.targets:
+        return 1.0
+    sent = sum(t.sent for t in result.targets)
+    lost = sum(t.lost for t in result.targets)
+    return lost / sent if sent else 1.0

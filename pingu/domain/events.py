@@ -62,6 +62,7 @@ class ScriptFinished:
     uplink: str
     script: str
     returncode: int | None
+    kind: str = "reset"
 
 
 @dataclass(frozen=True)

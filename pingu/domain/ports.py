@@ -47,8 +47,12 @@ class ScriptRunner(Protocol):
 
 
 class StateStore(Protocol):
-    """Keeps what pingu learned across restarts."""
+    """Keeps what pingu learned across restarts, as one JSON document."""
 
-    def load(self) -> dict[str, object]: ...
+    def read(self) -> object | None:
+        """The saved document, None when there is none; StateError when it is unreadable."""
+        ...
 
-    def save(self, state: dict[str, object]) -> None: ...
+    def write(self, document: dict[str, object]) -> None:
+        """Replace the saved document atomically (blocking: called off the event loop)."""
+        ...

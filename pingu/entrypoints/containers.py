@@ -7,6 +7,7 @@ from dependency_injector import containers, providers
 from pingu.adapters.clock import MonotonicClock
 from pingu.adapters.netlink import NetlinkRouteTable
 from pingu.adapters.scripts import SubprocessScriptRunner
+from pingu.adapters.state_file import JsonStateFile
 from pingu.domain.ports import Prober
 
 
@@ -25,3 +26,4 @@ class Adapters(containers.DeclarativeContainer):
     route_table = providers.Singleton(NetlinkRouteTable)
     prober = providers.Singleton(packet_prober)
     scripts = providers.Singleton(SubprocessScriptRunner)
+    state_store = providers.Factory(JsonStateFile)

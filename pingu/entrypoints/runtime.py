@@ -8,14 +8,19 @@ import logging
 import os
 import signal
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 from pingu.adapters.config_file import load_config
 from pingu.adapters.netlink import RouteChangeFailed
+from pingu.adapters.state_file import boot_id
 from pingu.domain.commands import (
+    RESET,
     Command,
     DeleteRoute,
     InstallRoute,
+    LastResort,
     RemoveRoute,
     RestoreRoute,
     RoundJudged,
@@ -24,7 +29,7 @@ from pingu.domain.commands import (
     StartProbe,
     StateChanged,
 )
-from pingu.domain.config import Config
+from pingu.domain.config import Config, OnExit
 from pingu.domain.core import Core
 from pingu.domain.errors import ConfigError
 from pingu.domain.events import (
@@ -35,7 +40,8 @@ from pingu.domain.events import (
     TimerFired,
 )
 from pingu.domain.model import RoundResult
-from pingu.domain.ports import Clock, Prober, RouteTable, ScriptRunner
+from pingu.domain.ports import Clock, Prober, RouteTable, ScriptRunner, StateStore
+from pingu.domain.state import StateError, parse_state, state_document
 from pingu.entrypoints.containers import Adapters
 
 log = logging.getLogger("pingu")
@@ -48,6 +54,14 @@ class _Stop:
     """Queue sentinel: the daemon was asked to stop."""
 
 
+class _Reload:
+    """Queue sentinel: the daemon was asked to reload its configuration file."""
+
+
+# Settings read once at start-up: a reload that changes them is told to restart instead.
+_RESTART_ONLY = ("proto", "control_socket", "control_group", "metrics")
+
+
 class Daemon:
     """One running pingu: a decider loop over an event queue, a monitor, rounds and scripts."""
 
@@ -58,21 +72,39 @@ class Daemon:
         prober: Prober,
         scripts: ScriptRunner,
         clock: Clock,
+        *,
+        state_store: StateStore | None = None,
+        config_path: str | None = None,
+        wall: Callable[[], float] = time.time,
+        boot: str = "",
     ) -> None:
         self.config = config
         self.route_table = route_table
         self.prober = prober
         self.scripts = scripts
         self.clock = clock
+        self.state_store = state_store
+        self.config_path = config_path
         self.core = Core(config, clock.monotonic())
-        self.queue: asyncio.Queue[Event | _Stop] = asyncio.Queue()
+        self.queue: asyncio.Queue[Event | _Stop | _Reload] = asyncio.Queue()
         self._workers: set[asyncio.Task[None]] = set()
+        self._hook_locks: dict[str, asyncio.Lock] = {}
+        # Wall time of monotonic 0 as seen at start, so saved times do not jitter.
+        self._boot = boot
+        self._mono0 = clock.monotonic()
+        self._wall0 = wall()
+        self._saved: dict[str, object] | None = None
+        self._saving: asyncio.Task[None] | None = None
 
     def request_stop(self) -> None:
         self.queue.put_nowait(_Stop())
 
+    def request_reload(self) -> None:
+        self.queue.put_nowait(_Reload())
+
     async def run(self) -> None:
-        """Run until `request_stop`; then stop rounds and scripts and restore the table."""
+        """Run until `request_stop`; then stop rounds and scripts and leave the table."""
+        self._load_state()
         monitor = asyncio.create_task(self._monitor(), name="netlink-monitor")
         try:
             await self._decide()
@@ -85,8 +117,125 @@ class Daemon:
                 await asyncio.wait_for(
                     asyncio.gather(*pending, return_exceptions=True), STOP_TIMEOUT_S
                 )
-            await self._execute_all(self.core.stop(), stopping=True)
-            log.info("stopped: captured routes restored, pingu's routes removed")
+            await self._finish()
+
+    async def _finish(self) -> None:
+        if self._saving is not None:
+            with contextlib.suppress(Exception):
+                await self._saving
+        self._save_state(final=True)
+        if self.config.on_exit is OnExit.KEEP:
+            log.info("stopped: pingu's routes kept in place (on_exit: keep)")
+            return
+        await self._execute_all(self.core.stop(), stopping=True)
+        log.info("stopped: captured routes restored, pingu's routes removed")
+
+    # -- state that survives a restart --------------------------------------------------
+
+    def _load_state(self) -> None:
+        store = self.state_store
+        if store is None:
+            return
+        where = self.config.state_file
+        try:
+            document = store.read()
+            if document is None:
+                log.info("state file %s: none yet, starting fresh", where)
+                return
+            saved = parse_state(document, self._boot, self._wall0)
+        except StateError as error:
+            log.warning("state file %s ignored: %s", where, error)
+            return
+        taken = self.core.adopt_state(saved, self.clock.monotonic())
+        if isinstance(document, dict) and document.get("boot_id") != self._boot:
+            log.info("state file %s: saved in another boot, gateways not reused", where)
+        if taken:
+            log.info("state file %s: adopted %s", where, "; ".join(taken))
+        self._saved = None
+
+    def _state_document(self) -> dict[str, object]:
+        saved = self.core.saved_state(self._mono0)
+        return state_document(saved, self._boot, self._wall0)
+
+    def _save_state(self, final: bool = False) -> None:
+        """Write the state file when what it holds changed (off the loop, one write at a time)."""
+        store = self.state_store
+        if store is None:
+            return
+        document = self._state_document()
+        if document == self._saved:
+            return
+        if final:
+            self._write(store, document)
+            return
+        if self._saving is not None and not self._saving.done():
+            return  # the running write is followed by another check when it ends
+        self._saving = asyncio.create_task(self._write_later(store, document))
+
+    async def _write_later(self, store: StateStore, document: dict[str, object]) -> None:
+        await asyncio.to_thread(self._write, store, document)
+        self._save_state()  # what changed while the file was being written
+
+    def _write(self, store: StateStore, document: dict[str, object]) -> None:
+        try:
+            store.write(document)
+        except OSError as error:
+            log.error("state file %s: cannot write it: %s", self.config.state_file, error)
+            return
+        self._saved = document
+
+    # -- reload ---------------------------------------------------------------------------
+
+    async def _reload(self) -> None:
+        path = self.config_path
+        if path is None:
+            log.warning("SIGHUP: no configuration file to reload")
+            return
+        try:
+            config = await asyncio.to_thread(load_config, path)
+        except ConfigError as error:
+            log.error(
+                "reload of %s rejected: %d problem(s); the running configuration stays",
+                path,
+                len(error.problems),
+            )
+            for problem in error.problems:
+                log.error("  %s", problem)
+            return
+        changed = [k for k in _RESTART_ONLY if getattr(config, k) != getattr(self.config, k)]
+        if "proto" in changed:
+            log.error(
+                "reload of %s rejected: proto changed (%d -> %d), which needs a restart; "
+                "the running configuration stays",
+                path,
+                self.config.proto,
+                config.proto,
+            )
+            return
+        for warning in config.warnings:
+            log.warning("config: %s", warning)
+        if changed:
+            log.warning("reload: %s take effect at the next restart", ", ".join(changed))
+        old = {u.name for u in self.config.uplinks}
+        new = {u.name for u in config.uplinks}
+        if config.state_file != self.config.state_file:
+            self._saved = None
+        self.config = config
+        await self._execute_all(self.core.reconfigure(config, self.clock.monotonic()))
+        log.info(
+            "reloaded %s: %d uplinks (added: %s; removed: %s)",
+            path,
+            len(new),
+            ", ".join(sorted(new - old)) or "none",
+            ", ".join(sorted(old - new)) or "none",
+        )
+        try:
+            snapshot = await self.route_table.snapshot()
+        except Exception:
+            log.exception("reload: could not read the table; new uplinks wait for events")
+            return
+        for event in snapshot:
+            await self._execute_all(self.core.handle(event, self.clock.monotonic()))
 
     async def _monitor(self) -> None:
         while True:
@@ -109,9 +258,12 @@ class Daemon:
                 item = TimerFired()
             if isinstance(item, _Stop):
                 return
-            log.debug("event %s", item)
-            commands = self.core.handle(item, self.clock.monotonic())
-            await self._execute_all(commands)
+            if isinstance(item, _Reload):
+                await self._reload()
+            else:
+                log.debug("event %s", item)
+                await self._execute_all(self.core.handle(item, self.clock.monotonic()))
+            self._save_state()
 
     async def _execute_all(self, commands: list[Command], stopping: bool = False) -> None:
         for command in commands:
@@ -161,6 +313,17 @@ class Daemon:
                 )
             case StateChanged(uplink=uplink, old=old, new=new, reason=reason):
                 log.warning("%s %s -> %s: %s", uplink, old, new, reason)
+            case LastResort(all_down=True, kept=None, reason=reason):
+                log.error("ALL UPLINKS DOWN: %s", reason)
+            case LastResort(all_down=True, kept=kept, reason=reason):
+                log.error(
+                    "ALL UPLINKS DOWN: keeping %s's route as a last resort (when_all_down: "
+                    "keep_best): %s",
+                    kept,
+                    reason,
+                )
+            case LastResort(all_down=False):
+                log.warning("uplinks back: no longer all down")
             case _:
                 pass
 
@@ -182,9 +345,16 @@ class Daemon:
     async def _script(self, script: RunScript) -> None:
         returncode: int | None = None
         try:
-            returncode = await self.scripts.run(script)
+            if script.kind == RESET:
+                returncode = await self.scripts.run(script)
+            else:
+                # up/down hooks of one uplink run one at a time, in the order of the changes.
+                lock = self._hook_locks.setdefault(script.uplink, asyncio.Lock())
+                async with lock:
+                    returncode = await self.scripts.run(script)
         finally:
-            self.queue.put_nowait(ScriptFinished(script.uplink, script.script, returncode))
+            finished = ScriptFinished(script.uplink, script.script, returncode, script.kind)
+            self.queue.put_nowait(finished)
 
     def log_state(self) -> None:
         """SIGUSR1: one line per uplink with its health, gateway and route."""
@@ -210,7 +380,7 @@ def configure_logging(verbose: bool) -> None:
         logging.getLogger("scapy").setLevel(logging.ERROR)
 
 
-async def serve(config: Config, adapters: Adapters) -> None:
+async def serve(config: Config, adapters: Adapters, config_path: str | None = None) -> None:
     """Run the daemon with `adapters` until SIGTERM or SIGINT."""
     daemon = Daemon(
         config,
@@ -218,15 +388,23 @@ async def serve(config: Config, adapters: Adapters) -> None:
         adapters.prober(),
         adapters.scripts(),
         adapters.clock(),
+        state_store=adapters.state_store(config.state_file) if config.state_file else None,
+        config_path=config_path,
+        boot=boot_id(),
     )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, daemon.request_stop)
     loop.add_signal_handler(signal.SIGUSR1, daemon.log_state)
-    loop.add_signal_handler(
-        signal.SIGHUP, lambda: log.warning("SIGHUP: reload is not supported yet; config unchanged")
+    loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
+    log.info(
+        "pingu started: %d uplinks (%s), proto %d, on_exit %s, when_all_down %s",
+        len(config.uplinks),
+        ", ".join(u.name for u in config.uplinks),
+        config.proto,
+        config.on_exit.value,
+        config.when_all_down.value,
     )
-    log.info("pingu started: %d uplinks, proto %d", len(config.uplinks), config.proto)
     await daemon.run()
 
 
@@ -242,5 +420,5 @@ def run_daemon(config_path: str, verbose: bool = False) -> int:
     configure_logging(verbose)
     for warning in config.warnings:
         log.warning("config: %s", warning)
-    asyncio.run(serve(config, Adapters()))
+    asyncio.run(serve(config, Adapters(), config_path))
     return 0

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
+import logging
 from collections.abc import AsyncIterator, Callable
 
 from dependency_injector import providers
 
+from pingu.adapters.config_file import load_config
 from pingu.adapters.netlink import RouteChangeFailed
 from pingu.domain.commands import RunScript, StartProbe
+from pingu.domain.config import Config, OnExit
 from pingu.domain.events import Event, LinkChanged, RouteAppeared
 from pingu.domain.model import RoundResult, Route
+from pingu.domain.state import StateError
 from pingu.entrypoints.containers import Adapters
 from pingu.entrypoints.runtime import Daemon
 from tests.unit.fakes import PROTO, config, dhcp_route, round_result, uplink
@@ -156,3 +162,116 @@ def test_refused_install_is_logged_and_retried(caplog) -> None:
 
     asyncio.run(scenario())
     assert "route change refused by the kernel" in caplog.text
+
+
+class MemoryStore:
+    """A state store in memory; `document` is what the file would hold."""
+
+    def __init__(self, document: object | None = None, broken: str | None = None) -> None:
+        self.document = document
+        self.broken = broken
+        self.writes = 0
+
+    def read(self) -> object | None:
+        if self.broken:
+            raise StateError(self.broken)
+        return self.document
+
+    def write(self, document: dict[str, object]) -> None:
+        self.document = document
+        self.writes += 1
+
+
+def daemon_with(
+    cfg: Config, store: MemoryStore | None = None, config_path: str | None = None
+) -> tuple[Daemon, FakeRouteTable]:
+    table = FakeRouteTable(EVENTS)
+    daemon = Daemon(
+        cfg,
+        table,
+        FakeProber([]),
+        FakeScripts(),
+        RealClock(),
+        state_store=store,
+        config_path=config_path,
+        boot="boot-1",
+    )
+    return daemon, table
+
+
+def test_state_is_saved_and_adopted_by_the_next_run() -> None:
+    store = MemoryStore()
+    cfg = config(uplink("wan1", 100, period=0.05))
+
+    async def first() -> None:
+        daemon, _ = daemon_with(cfg, store)
+        await run_until(daemon, lambda: store.writes >= 1)
+
+    asyncio.run(first())
+    assert isinstance(store.document, dict)
+    assert store.document["uplinks"] == {
+        "wan1": {"gateway": "192.0.2.1", "metric": 1024, "proto": 16, "scope": 0, "health": "up"}
+    }
+
+    async def second() -> None:
+        daemon, _ = daemon_with(cfg, store)
+        daemon._load_state()
+        lease = daemon.core.uplinks["wan1"].lease
+        assert lease is not None
+        assert (lease.gateway, lease.metric, lease.proto) == ("192.0.2.1", 1024, 16)
+
+    asyncio.run(second())
+
+
+def test_a_corrupt_state_file_is_logged_and_ignored(caplog) -> None:
+    async def scenario() -> None:
+        daemon, table = daemon_with(config(uplink("wan1", 100)), MemoryStore(broken="bad JSON"))
+        await run_until(daemon, lambda: bool(table.calls))
+        assert table.calls[0][0] == "install"
+
+    asyncio.run(scenario())
+    assert "ignored: bad JSON" in caplog.text
+
+
+def test_on_exit_keep_leaves_pingu_routes() -> None:
+    cfg = dataclasses.replace(config(uplink("wan1", 100)), on_exit=OnExit.KEEP)
+
+    async def scenario() -> None:
+        daemon, table = daemon_with(cfg)
+        await run_until(daemon, lambda: len(table.calls) >= 2)
+        own = Route(2, "wan1", "192.0.2.1", 100, PROTO)
+        assert table.calls == [("install", own), ("delete", dhcp_route("wan1", "192.0.2.1"))]
+
+    asyncio.run(scenario())
+
+
+def test_reload_applies_a_good_file_and_rejects_a_bad_one(tmp_path, caplog) -> None:
+    path = tmp_path / "config.json"
+    caplog.set_level(logging.INFO, logger="pingu")
+    path.write_text(json.dumps({"host": "192.0.2.9", "interfaces": {"wan1": {"metric": 100}}}))
+    cfg = load_config(path)
+
+    async def scenario() -> None:
+        daemon, table = daemon_with(cfg, config_path=str(path))
+        task = asyncio.create_task(daemon.run())
+        for _ in range(200):
+            if table.calls:
+                break
+            await asyncio.sleep(0.01)
+        path.write_text(json.dumps({"host": "192.0.2.9", "interfaces": {"wan1": {"metric": 7}}}))
+        daemon.request_reload()
+        for _ in range(200):
+            if ("install", Route(2, "wan1", "192.0.2.1", 7, PROTO)) in table.calls:
+                break
+            await asyncio.sleep(0.01)
+        assert ("remove", Route(2, "wan1", "192.0.2.1", 100, PROTO)) in table.calls
+        path.write_text('{"interfaces": {"wan1": {"metric": "high"}}}')
+        daemon.request_reload()
+        await asyncio.sleep(0.2)
+        assert daemon.config.uplinks[0].metric == 7
+        daemon.request_stop()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario())
+    assert "reloaded" in caplog.text
+    assert "rejected: 2 problem(s)" in caplog.text
