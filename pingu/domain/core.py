@@ -60,6 +60,8 @@ class Uplink:
     last_verdict: Verdict | None = None
     last_result: RoundResult | None = None
     changed_at: float = 0.0
+    change_reason: str = "start-up"
+    last_round_at: float | None = None
     refused: Route | None = None  # refused by the kernel: not retried before the next verdict
 
     @property
@@ -196,6 +198,11 @@ class Core:
             commands += route_diff(uplink.installed, None)
             uplink.installed = None
         return commands
+
+    @property
+    def all_down_state(self) -> tuple[bool, str | None]:
+        """Whether every uplink is down, and which one is kept as a last resort."""
+        return self._reported
 
     def next_deadline(self) -> float | None:
         """When the core next needs a `TimerFired` (the earliest round due), if ever."""
@@ -450,6 +457,7 @@ class Core:
 
     def _judged(self, uplink: Uplink, verdict: Verdict, now: float) -> list[Command]:
         uplink.last_verdict = verdict
+        uplink.last_round_at = now
         uplink.refused = None
         commands: list[Command] = [RoundJudged(uplink.name, verdict.passed, verdict.reason)]
         signal = Signal.PASS if verdict.passed else Signal.FAIL
@@ -465,6 +473,7 @@ class Core:
         commands: list[Command] = []
         if uplink.health.health is not old.health:
             uplink.changed_at = now
+            uplink.change_reason = reason
             commands.append(
                 StateChanged(uplink.name, old.health.value, uplink.health.health.value, reason)
             )

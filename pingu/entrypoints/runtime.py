@@ -10,8 +10,11 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from pingu import __version__
 from pingu.adapters.config_file import load_config
 from pingu.adapters.netlink import RouteChangeFailed
 from pingu.adapters.state_file import boot_id
@@ -30,7 +33,7 @@ from pingu.domain.commands import (
     StateChanged,
 )
 from pingu.domain.config import Config, OnExit
-from pingu.domain.core import Core
+from pingu.domain.core import Core, Uplink
 from pingu.domain.errors import ConfigError
 from pingu.domain.events import (
     Event,
@@ -39,7 +42,7 @@ from pingu.domain.events import (
     ScriptFinished,
     TimerFired,
 )
-from pingu.domain.model import RoundResult
+from pingu.domain.model import RoundResult, TargetResult
 from pingu.domain.ports import Clock, Prober, RouteTable, ScriptRunner, StateStore
 from pingu.domain.state import StateError, parse_state, state_document
 from pingu.entrypoints.containers import Adapters
@@ -60,6 +63,21 @@ class _Reload:
 
 # Settings read once at start-up: a reload that changes them is told to restart instead.
 _RESTART_ONLY = ("proto", "control_socket", "control_group", "metrics")
+
+
+@dataclass
+class UplinkCounters:
+    """What an uplink has cost and done since start-up (status and metrics)."""
+
+    rounds: int = 0
+    echoes_sent: int = 0
+    echoes_lost: int = 0
+    state_changes: int = 0
+    reset_script_runs: int = 0
+    route_changes: int = 0
+
+
+STATUS_VERSION = 1
 
 
 class Daemon:
@@ -95,6 +113,7 @@ class Daemon:
         self._wall0 = wall()
         self._saved: dict[str, object] | None = None
         self._saving: asyncio.Task[None] | None = None
+        self.counters: dict[str, UplinkCounters] = {}
 
     def request_stop(self) -> None:
         self.queue.put_nowait(_Stop())
@@ -267,6 +286,7 @@ class Daemon:
 
     async def _execute_all(self, commands: list[Command], stopping: bool = False) -> None:
         for command in commands:
+            self._count(command)
             try:
                 await self._execute(command, stopping)
             except RouteChangeFailed as error:
@@ -327,6 +347,23 @@ class Daemon:
             case _:
                 pass
 
+    def _count(self, command: Command) -> None:
+        match command:
+            case StartProbe(uplink=name):
+                self._counters(name).rounds += 1
+            case StateChanged(uplink=name):
+                self._counters(name).state_changes += 1
+            case RunScript(uplink=name, kind=kind) if kind == RESET:
+                self._counters(name).reset_script_runs += 1
+            case InstallRoute(route=route) | RemoveRoute(route=route):
+                if route.ifname:
+                    self._counters(route.ifname).route_changes += 1
+            case _:
+                pass
+
+    def _counters(self, uplink: str) -> UplinkCounters:
+        return self.counters.setdefault(uplink, UplinkCounters())
+
     def _spawn(self, work: Any, name: str) -> None:
         task: asyncio.Task[None] = asyncio.create_task(work, name=name)
         self._workers.add(task)
@@ -340,6 +377,9 @@ class Daemon:
         except Exception as error:
             log.exception("%s: round failed in the prober", probe.uplink)
             result = RoundResult((), error=f"prober error: {error}")
+        counters = self._counters(probe.uplink)
+        counters.echoes_sent += sum(t.sent for t in result.targets)
+        counters.echoes_lost += sum(t.lost for t in result.targets)
         self.queue.put_nowait(ProbeFinished(probe.uplink, result, probe.round_id))
 
     async def _script(self, script: RunScript) -> None:
@@ -356,6 +396,75 @@ class Daemon:
             finished = ScriptFinished(script.uplink, script.script, returncode, script.kind)
             self.queue.put_nowait(finished)
 
+    def _wall(self, monotonic: float | None) -> str | None:
+        """A monotonic time as an ISO 8601 UTC timestamp."""
+        if monotonic is None:
+            return None
+        when = self._wall0 + (monotonic - self._mono0)
+        return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds")
+
+    def status(self) -> dict[str, object]:
+        """Everything `pingu status` shows, as stable JSON (see README: status)."""
+        now = self.clock.monotonic()
+        all_down, kept = self.core.all_down_state
+        return {
+            "status_version": STATUS_VERSION,
+            "version": __version__,
+            "pid": os.getpid(),
+            "started_at": self._wall(self._mono0),
+            "uptime_s": round(now - self._mono0, 3),
+            "proto": self.config.proto,
+            "on_exit": self.config.on_exit.value,
+            "when_all_down": self.config.when_all_down.value,
+            "all_down": all_down,
+            "last_resort": kept,
+            "uplinks": [self._uplink_status(u, now) for u in self.core.uplinks.values()],
+        }
+
+    def _uplink_status(self, uplink: Uplink, now: float) -> dict[str, object]:
+        lease = uplink.lease
+        result = uplink.last_result
+        verdict = uplink.last_verdict
+        last_round: dict[str, object] | None = None
+        if uplink.last_round_at is not None and verdict is not None:
+            last_round = {
+                "at": self._wall(uplink.last_round_at),
+                "passed": verdict.passed,
+                "reason": verdict.reason,
+                "error": result.error if result else None,
+                "targets": [_target_status(t) for t in (result.targets if result else ())],
+            }
+        script = uplink.config.reset_script
+        return {
+            "name": uplink.name,
+            "state": uplink.health.health.value,
+            "since": self._wall(uplink.changed_at),
+            "since_s": round(now - uplink.changed_at, 3),
+            "why": uplink.change_reason,
+            "link": {
+                "present": uplink.ifindex is not None,
+                "carrier": uplink.carrier,
+                "admin_up": uplink.admin_up,
+                "point_to_point": uplink.point_to_point,
+                "address": uplink.address,
+            },
+            "gateway": lease.gateway if lease else None,
+            "gateway_known": lease is not None,
+            "metric": uplink.config.metric,
+            "route_installed": uplink.installed is not None,
+            "last_round": last_round,
+            "round_running": uplink.probing,
+            "next_round_in_s": None
+            if uplink.probing
+            else round(max(0.0, uplink.next_round_at - now), 3),
+            "reset_script": {
+                "path": script,
+                "last_run": self._wall(uplink.last_script_at),
+                "running": uplink.script_running,
+            },
+            "counters": asdict(self._counters(uplink.name)),
+        }
+
     def log_state(self) -> None:
         """SIGUSR1: one line per uplink with its health, gateway and route."""
         for uplink in self.core.uplinks.values():
@@ -368,6 +477,17 @@ class Daemon:
                 uplink.installed.describe() if uplink.installed else "none",
                 uplink.last_verdict.reason if uplink.last_verdict else "none yet",
             )
+
+
+def _target_status(target: TargetResult) -> dict[str, object]:
+    delays = target.delays_ms
+    return {
+        "address": target.target,
+        "sent": target.sent,
+        "lost": target.lost,
+        "avg_ms": round(sum(delays) / len(delays), 3) if delays else None,
+        "max_ms": round(max(delays), 3) if delays else None,
+    }
 
 
 def configure_logging(verbose: bool) -> None:

@@ -275,3 +275,26 @@ def test_reload_applies_a_good_file_and_rejects_a_bad_one(tmp_path, caplog) -> N
     asyncio.run(scenario())
     assert "reloaded" in caplog.text
     assert "rejected: 2 problem(s)" in caplog.text
+
+
+def test_status_reports_every_uplink_as_json() -> None:
+    async def scenario() -> None:
+        daemon, _, _, scripts = make([round_result(received=2, delay_ms=20.0)])
+        await run_until(daemon, lambda: bool(scripts.runs))
+        status = json.loads(json.dumps(daemon.status()))
+        assert status["status_version"] == 1
+        assert status["all_down"] is True
+        assert status["last_resort"] is None
+        (wan1,) = status["uplinks"]
+        assert (wan1["name"], wan1["state"], wan1["gateway"]) == ("wan1", "down", "192.0.2.1")
+        assert wan1["route_installed"] is False
+        assert "3/5 lost" in wan1["why"]
+        (target,) = wan1["last_round"]["targets"]
+        assert (target["sent"], target["lost"], target["avg_ms"]) == (5, 3, 20.0)
+        assert wan1["counters"]["rounds"] == 1
+        assert wan1["counters"]["echoes_sent"] == 5
+        assert wan1["counters"]["reset_script_runs"] == 1
+        assert wan1["reset_script"]["path"] == "/bin/true"
+        assert wan1["reset_script"]["last_run"] is not None
+
+    asyncio.run(scenario())
