@@ -130,7 +130,9 @@ class PacketProber:
         if gateway_mac is not None and not answers[Outcome.MATCHED] + answers[Outcome.LATE]:
             # Perhaps the gateway was replaced (same address, new MAC): ask again next time.
             self._gateway_macs.pop((probe.ifindex, probe.gateway or ""), None)
-        log.debug("%s: round %s: %s", probe.uplink, diagnostics, result)
+        if log.isEnabledFor(logging.DEBUG):
+            round_.log_echoes()
+            log.debug("%s: round %s: %s", probe.uplink, diagnostics, result)
         return result
 
     def close(self) -> None:
@@ -201,6 +203,20 @@ class _Round:
             timer.cancel()
         self.loop.remove_reader(self.sock.fileno())
         self.sock.close()
+
+    def log_echoes(self) -> None:
+        """One debug line per echo (`pingu run -v`): its reply time, or why it counts as lost."""
+        name, gateway = self.probe.uplink, self.probe.gateway or "peer"
+        for target, run in self.runs.items():
+            ledger = run.ledger
+            for seq in sorted(ledger.sent):
+                if seq in ledger.delays_ms:
+                    outcome = f"reply in {ledger.delays_ms[seq]:.2f} ms"
+                elif seq in ledger.expired:
+                    outcome = f"lost (no reply within {self.probe.timeout_ms} ms)"
+                else:
+                    outcome = "not waited for (round decided early)"
+                log.debug("%s: echo %d to %s via %s: %s", name, seq, target, gateway, outcome)
 
     def diagnostics(self) -> RoundDiagnostics:
         counts = self.matcher.counts

@@ -114,6 +114,7 @@ class Daemon:
         self._saved: dict[str, object] | None = None
         self._saving: asyncio.Task[None] | None = None
         self.counters: dict[str, UplinkCounters] = {}
+        self._told: dict[int, str] = {}
 
     def request_stop(self) -> None:
         self.queue.put_nowait(_Stop())
@@ -285,6 +286,7 @@ class Daemon:
             self._save_state()
 
     async def _execute_all(self, commands: list[Command], stopping: bool = False) -> None:
+        self._told = self._decisions(commands)
         for command in commands:
             self._count(command)
             try:
@@ -300,10 +302,10 @@ class Daemon:
         match command:
             case InstallRoute(route=route):
                 await self.route_table.install(route)
-                log.info("installed %s", route.describe())
+                log.log(self._route_level(command), "installed %s", route.describe())
             case RemoveRoute(route=route):
                 await self.route_table.remove(route)
-                log.info("removed %s", route.describe())
+                log.log(self._route_level(command), "removed %s", route.describe())
             case DeleteRoute(route=route):
                 await self.route_table.delete_foreign(route)
                 log.debug("deleted captured %s", route.describe())
@@ -332,7 +334,9 @@ class Daemon:
                     reason,
                 )
             case StateChanged(uplink=uplink, old=old, new=new, reason=reason):
-                log.warning("%s %s -> %s: %s", uplink, old, new, reason)
+                log.warning(
+                    "%s %s -> %s: %s%s", uplink, old, new, reason, self._told.get(id(command), "")
+                )
             case LastResort(all_down=True, kept=None, reason=reason):
                 log.error("ALL UPLINKS DOWN: %s", reason)
             case LastResort(all_down=True, kept=kept, reason=reason):
@@ -346,6 +350,36 @@ class Daemon:
                 log.warning("uplinks back: no longer all down")
             case _:
                 pass
+
+    def _decisions(self, commands: list[Command]) -> dict[int, str]:
+        """What each state change in `commands` does to routes, told on its own log line.
+
+        Maps the id of a StateChanged to its suffix (" via GW; route metric M removed"), and
+        the ids of the route commands it tells of to "" (they are then logged at debug).
+        """
+        told: dict[int, str] = {}
+        for change in commands:
+            if not isinstance(change, StateChanged):
+                continue
+            uplink = self.core.uplinks.get(change.uplink)
+            lease = uplink.lease if uplink else None
+            parts = [f" via {lease.gateway}" if lease and lease.gateway else ""]
+            for command in commands:
+                if (
+                    isinstance(command, InstallRoute | RemoveRoute)
+                    and command.route.ifname == change.uplink
+                ):
+                    done = "installed" if isinstance(command, InstallRoute) else "removed"
+                    parts.append(f"; route metric {command.route.metric} {done}")
+                    told[id(command)] = ""
+            if len(parts) == 1:
+                state = "route kept" if uplink and uplink.installed else "no route"
+                parts.append(f"; {state}")
+            told[id(change)] = "".join(parts)
+        return told
+
+    def _route_level(self, command: Command) -> int:
+        return logging.DEBUG if id(command) in self._told else logging.INFO
 
     def _count(self, command: Command) -> None:
         match command:
@@ -495,9 +529,9 @@ def configure_logging(verbose: bool) -> None:
     under_journald = "JOURNAL_STREAM" in os.environ
     fmt = "%(levelname)s %(message)s" if under_journald else "%(asctime)s %(levelname)s %(message)s"
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt)
-    if not verbose:
-        logging.getLogger("pyroute2").setLevel(logging.WARNING)
-        logging.getLogger("scapy").setLevel(logging.ERROR)
+    # -v is for pingu's own detail (every echo, every event), not pyroute2's internals.
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)
+    logging.getLogger("scapy").setLevel(logging.ERROR)
 
 
 async def serve(config: Config, adapters: Adapters, config_path: str | None = None) -> None:

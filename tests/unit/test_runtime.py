@@ -298,3 +298,20 @@ def test_status_reports_every_uplink_as_json() -> None:
         assert wan1["reset_script"]["last_run"] is not None
 
     asyncio.run(scenario())
+
+
+def test_a_state_change_is_one_log_line_with_what_why_and_the_route(caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="pingu")
+
+    async def scenario() -> None:
+        daemon, _, _, scripts = make([round_result(received=1)])
+        await run_until(daemon, lambda: bool(scripts.runs))
+
+    asyncio.run(scenario())
+    assert (
+        "wan1 up -> down: 203.0.113.10: 4/5 lost (max_lost 2) via 192.0.2.1; "
+        "route metric 100 removed" in caplog.text
+    )
+    removals = [r for r in caplog.records if r.getMessage().startswith("removed default")]
+    assert removals
+    assert {r.levelno for r in removals} == {logging.DEBUG}
