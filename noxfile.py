@@ -1,17 +1,21 @@
-"""Developer and CI sessions: lint, typecheck, tests, netns (root), bench (root)."""
+"""Developer and CI sessions: lint, typecheck, tests, netns (root), bench (root), build, bundle."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.download_python = "never"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests", "netns"]
+nox.options.sessions = ["lint", "typecheck", "tests", "netns", "build", "bundle"]
 
 TEST_DEPS = ["-e", ".[test]"]
+PYINSTALLER = "pyinstaller>=6.10,<7"
+BUNDLE = Path("dist") / "pingu"
+BUNDLE_SOURCES = ("pingu", "packaging", "pyproject.toml")
 
 
 @nox.session
@@ -54,3 +58,40 @@ def netns(session: nox.Session) -> None:
         )
     session.install(*TEST_DEPS)
     session.run("pytest", "tests/netns", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build dist/pingu, a single-file executable (PyInstaller) for this machine's architecture."""
+    session.install(PYINSTALLER, ".")
+    session.run("python", "packaging/build.py", *session.posargs)
+
+
+@nox.session
+def bundle(session: nox.Session) -> None:
+    """Test dist/pingu (built first unless up to date): --version, check-config, a lab failover."""
+    session.install(*TEST_DEPS)
+    if _bundle_is_stale():
+        session.install(PYINSTALLER)
+        session.run("python", "packaging/build.py")
+    session.run(
+        "pytest",
+        "tests/bundle",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"PINGU_BUNDLE": str(BUNDLE.resolve())},
+    )
+
+
+def _bundle_is_stale() -> bool:
+    """Whether dist/pingu is missing or older than a file it is built from."""
+    if not BUNDLE.exists():
+        return True
+    built = BUNDLE.stat().st_mtime
+    for source in map(Path, BUNDLE_SOURCES):
+        files = source.rglob("*") if source.is_dir() else [source]
+        for file in files:
+            if "__pycache__" not in file.parts and file.is_file() and file.stat().st_mtime > built:
+                return True
+    return False
