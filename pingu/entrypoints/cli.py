@@ -1,15 +1,18 @@
-"""The `pingu` (and `py-pingu`) command line: check a configuration, or run the daemon."""
+"""The `pingu` (and `py-pingu`) command line: check a configuration, run the daemon, or
+show it at work in a throw-away lab (`pingu demo`)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from pingu import __version__
 from pingu.entrypoints.check_config import check_config
 
-COMMANDS = ("check-config", "run")
+COMMANDS = ("check-config", "run", "demo")
+NOT_ROOT = "pingu demo needs root: it creates network namespaces; run: sudo pingu demo"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,7 +33,30 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("file", metavar="FILE")
     run = commands.add_parser("run", help="run the daemon (as root)")
     _daemon_options(run)
+    demo = commands.add_parser(
+        "demo",
+        help="show failover live in a throw-away lab of network namespaces (as root)",
+        description=(
+            "Build a lab of network namespaces (two Ethernet uplinks, one point-to-point "
+            "uplink), run the daemon in it, cut the primary, restore it, cut everything, "
+            "then remove the lab. Your own network is not touched."
+        ),
+    )
+    demo.add_argument(
+        "--step-pause",
+        type=_seconds,
+        default=3.0,
+        metavar="SECONDS",
+        help="time to read each step before the next one (default 3)",
+    )
     return top
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 600:
+        raise argparse.ArgumentTypeError(f"{text}: must be between 0 and 600 seconds")
+    return value
 
 
 def _daemon_options(parser: argparse.ArgumentParser) -> None:
@@ -69,8 +95,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pingu.entrypoints.runtime import run_daemon  # noqa: PLC0415 (heavy imports)
 
         return run_daemon(args.config, verbose=args.verbose)
+    if args.command == "demo":
+        return demo(args.step_pause)
     parser().print_help(sys.stderr)
     return 2
+
+
+def demo(step_pause: float) -> int:
+    """`pingu demo`: refuse clearly without root, before importing the lab."""
+    if os.geteuid() != 0:
+        sys.stderr.write(NOT_ROOT + "\n")
+        return 2
+    from pingu.entrypoints.demo import run_demo  # noqa: PLC0415 (the lab, only when asked)
+
+    return run_demo(sys.stdout, step_pause)
 
 
 def run() -> None:
