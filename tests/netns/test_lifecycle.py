@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ def started(lab: Lab, daemons: Daemons, config: dict[str, Any]) -> RunningDaemon
 
 
 def own_table(
-    lab: Lab, routes: dict[str, tuple[str | None, int]]
+    lab: Lab, routes: Mapping[str, tuple[str | None, int]]
 ) -> set[tuple[str, str | None, int, int]]:
     return {(name, gateway, metric, PROTO) for name, (gateway, metric) in routes.items()}
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 
 from dependency_injector import providers
 
 from pingu.adapters.config_file import load_config
 from pingu.adapters.netlink import RouteChangeFailed
+from pingu.adapters.systemd import Notifier
 from pingu.domain.commands import RunScript, StartProbe
 from pingu.domain.config import Config, OnExit
 from pingu.domain.events import Event, LinkChanged, RouteAppeared
@@ -240,7 +243,10 @@ def test_on_exit_keep_leaves_pingu_routes() -> None:
         daemon, table = daemon_with(cfg)
         await run_until(daemon, lambda: len(table.calls) >= 2)
         own = Route(2, "wan1", "192.0.2.1", 100, PROTO)
-        assert table.calls == [("install", own), ("delete", dhcp_route("wan1", "192.0.2.1"))]
+        dhcp = dhcp_route("wan1", "192.0.2.1")
+        assert table.calls[:2] == [("install", own), ("delete", dhcp)]
+        assert ("remove", own) not in table.calls
+        assert ("install", dhcp) not in table.calls  # not restored
 
     asyncio.run(scenario())
 
@@ -315,3 +321,31 @@ def test_a_state_change_is_one_log_line_with_what_why_and_the_route(caplog) -> N
     removals = [r for r in caplog.records if r.getMessage().startswith("removed default")]
     assert removals
     assert {r.levelno for r in removals} == {logging.DEBUG}
+
+
+def test_systemd_hears_ready_after_capture_status_and_stopping(tmp_path) -> None:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = str(tmp_path / "notify")
+    listener.bind(path)
+    listener.setblocking(False)
+
+    async def scenario() -> None:
+        table = FakeRouteTable(EVENTS)
+        daemon = Daemon(
+            config(uplink("wan1", 100, period=0.05)),
+            table,
+            FakeProber([]),
+            FakeScripts(),
+            RealClock(),
+            notifier=Notifier(path),
+        )
+        await run_until(daemon, lambda: bool(table.calls))
+
+    asyncio.run(scenario())
+    messages = []
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            messages.append(listener.recv(4096).decode())
+    listener.close()
+    assert messages[0] == "READY=1\nSTATUS=1/1 uplinks routed: wan1"
+    assert messages[-1].startswith("STOPPING=1")
