@@ -1,0 +1,219 @@
+"""The optional Prometheus endpoint: the status document, read at scrape time, as metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import math
+import platform
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+
+from pingu import __version__
+from pingu.domain.errors import PinguError
+
+log = logging.getLogger(__name__)
+
+SCRAPE_TIMEOUT_S = 2.0
+STOP_TIMEOUT_S = 5.0
+ROUTED_STATES = ("up", "failing")  # the states in which an uplink carries its route
+
+StatusSource = Callable[[], Mapping[str, Any]]
+
+# (metric name without _total, help, key in the uplink's counters)
+COUNTERS = (
+    ("pingu_uplink_rounds", "Probe rounds started on the uplink.", "rounds"),
+    ("pingu_uplink_echoes_sent", "ICMP echo requests sent through the uplink.", "echoes_sent"),
+    ("pingu_uplink_echoes_lost", "Echo requests that got no reply in time.", "echoes_lost"),
+    ("pingu_uplink_state_changes", "Health state changes of the uplink.", "state_changes"),
+    ("pingu_uplink_reset_script_runs", "Runs of the uplink's reset script.", "reset_script_runs"),
+    ("pingu_uplink_route_changes", "Installs and removals of the uplink's route.", "route_changes"),
+)
+
+
+class MetricsError(PinguError):
+    """The metrics endpoint cannot be served; the daemon must not start."""
+
+
+class StatusCollector:
+    """A prometheus_client collector that asks the daemon for its status at each scrape.
+
+    Scrapes run on the HTTP server's threads while the status belongs to the event loop:
+    the document is fetched on the loop, with a short timeout; when the loop does not
+    answer in time, the last good document is served and `pingu_status_stale` says so.
+    """
+
+    def __init__(
+        self,
+        status: StatusSource,
+        loop: asyncio.AbstractEventLoop,
+        timeout: float = SCRAPE_TIMEOUT_S,
+    ) -> None:
+        self._status = status
+        self._loop = loop
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._last: Mapping[str, Any] | None = None
+
+    def describe(self) -> list[Metric]:
+        # Nothing to check at registration: collect() must not run on the loop's thread.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        document, stale = self._document()
+        info = InfoMetricFamily("pingu_build", "pingu's version and the Python that runs it.")
+        info.add_metric([], {"version": __version__, "python": platform.python_version()})
+        yield info
+        yield GaugeMetricFamily(
+            "pingu_status_stale",
+            "1 when the daemon did not answer this scrape in time and older values are served.",
+            value=1.0 if stale else 0.0,
+        )
+        if document is not None:
+            yield from uplink_metrics(document)
+
+    def _document(self) -> tuple[Mapping[str, Any] | None, bool]:
+        future = asyncio.run_coroutine_threadsafe(self._fetch(), self._loop)
+        try:
+            document = future.result(self._timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            log.warning("metrics: no status within %.1f s; serving the last one", self._timeout)
+            with self._lock:
+                return self._last, True
+        except Exception:
+            log.exception("metrics: status failed; serving the last one")
+            with self._lock:
+                return self._last, True
+        with self._lock:
+            self._last = document
+        return document, False
+
+    async def _fetch(self) -> Mapping[str, Any]:
+        return self._status()
+
+
+def uplink_metrics(document: Mapping[str, Any]) -> Iterator[Metric]:
+    """The metrics of one status document."""
+    uplinks: Sequence[Mapping[str, Any]] = document.get("uplinks") or []
+    gauges = {
+        "up": GaugeMetricFamily(
+            "pingu_uplink_up",
+            "1 when the uplink is up (or failing but still routed), 0 when down or rising.",
+            labels=["uplink"],
+        ),
+        "route": GaugeMetricFamily(
+            "pingu_uplink_route_installed",
+            "1 when pingu's default route for the uplink is in the table.",
+            labels=["uplink"],
+        ),
+        "loss": GaugeMetricFamily(
+            "pingu_uplink_last_loss_ratio",
+            "Share of the last round's echoes that were lost (NaN before any echo).",
+            labels=["uplink"],
+        ),
+        "delay": GaugeMetricFamily(
+            "pingu_uplink_last_delay_seconds",
+            "Average delay of the last round's replies, over all targets (NaN if none).",
+            labels=["uplink"],
+        ),
+    }
+    counters = [
+        (CounterMetricFamily(name, text, labels=["uplink"]), key) for name, text, key in COUNTERS
+    ]
+    for uplink in uplinks:
+        label = [str(uplink.get("name"))]
+        gauges["up"].add_metric(label, 1.0 if uplink.get("state") in ROUTED_STATES else 0.0)
+        gauges["route"].add_metric(label, 1.0 if uplink.get("route_installed") else 0.0)
+        loss, delay = last_round_figures(uplink.get("last_round"))
+        gauges["loss"].add_metric(label, loss)
+        gauges["delay"].add_metric(label, delay)
+        values = uplink.get("counters") or {}
+        for family, key in counters:
+            family.add_metric(label, float(values.get(key, 0)))
+    yield from gauges.values()
+    yield from (family for family, _ in counters)
+    yield GaugeMetricFamily(
+        "pingu_all_down",
+        "1 when every uplink is down (see when_all_down for what is kept).",
+        value=1.0 if document.get("all_down") else 0.0,
+    )
+
+
+def last_round_figures(last_round: Mapping[str, Any] | None) -> tuple[float, float]:
+    """(loss ratio, average delay in seconds) of a round; NaN where there is nothing to say.
+
+    The delay is averaged over every reply of every target, as the verdict does.
+    """
+    targets = (last_round or {}).get("targets") or []
+    sent = sum(int(t.get("sent") or 0) for t in targets)
+    lost = sum(int(t.get("lost") or 0) for t in targets)
+    loss = lost / sent if sent else math.nan
+    replies = 0
+    total_ms = 0.0
+    for target in targets:
+        answered = int(target.get("sent") or 0) - int(target.get("lost") or 0)
+        if answered > 0 and target.get("avg_ms") is not None:
+            replies += answered
+            total_ms += float(target["avg_ms"]) * answered
+    delay = total_ms / replies / 1000.0 if replies else math.nan
+    return loss, delay
+
+
+class MetricsServer:
+    """prometheus_client's HTTP server on `host:port`, on a private registry."""
+
+    def __init__(self, host: str, port: int, status: StatusSource) -> None:
+        self.host = host
+        self.port = port
+        self._status = status
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Listen (from the event loop's thread); MetricsError when the address is taken."""
+        registry = CollectorRegistry()
+        registry.register(StatusCollector(self._status, asyncio.get_running_loop()))
+        ProcessCollector(registry=registry)
+        try:
+            self._server, self._thread = start_http_server(
+                self.port, addr=self.host, registry=registry
+            )
+        except OSError as error:
+            raise MetricsError(
+                f"metrics {self.host}:{self.port}: cannot listen: {error.strerror or error}"
+            ) from None
+        self.port = self._server.server_port  # the real one when port 0 was asked for
+        log.info("metrics: serving Prometheus metrics on http://%s:%d/metrics", *self.address)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    async def close(self) -> None:
+        """Stop serving; waits (bounded) for the server thread in a worker thread."""
+        server, self._server = self._server, None
+        thread, self._thread = self._thread, None
+        if server is None:
+            return
+        await asyncio.to_thread(_stop, server, thread)
+
+
+def _stop(server: WSGIServer, thread: threading.Thread | None) -> None:
+    # shutdown() waits for serve_forever() to return; a scrape blocked on the loop would
+    # otherwise hold this up, so it is done here, off the loop.
+    server.shutdown()
+    server.server_close()
+    if thread is not None:
+        thread.join(STOP_TIMEOUT_S)

@@ -1,0 +1,307 @@
+"""`pingu status`: ask the running daemon over its control socket, print a table or JSON."""
+
+from __future__ import annotations
+
+import errno
+import json
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from pingu.adapters.config_file import parse_config_text
+from pingu.domain.config import DEFAULT_CONTROL_SOCKET
+from pingu.domain.errors import ConfigError
+
+DEFAULT_TIMEOUT_S = 5.0
+REPLY_LIMIT = 16 * 1024 * 1024
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the daemon answered with an error, or with something that is not a status
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
+EXIT_DENIED = 4
+EXIT_TIMEOUT = 5
+
+
+class StatusUnavailable(Exception):
+    """No status to show: a one-line message for the operator and the exit status."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def show_status(
+    socket_path: str | None,
+    config_path: str | None,
+    *,
+    as_json: bool,
+    out: TextIO,
+    err: TextIO,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> int:
+    """Print the daemon's status on `out`; a one-line reason on `err` when there is none."""
+    try:
+        path = socket_path or socket_from_config(config_path) or DEFAULT_CONTROL_SOCKET
+        document = query_status(path, timeout)
+        text = json.dumps(document, indent=2, sort_keys=True) if as_json else render(document)
+    except StatusUnavailable as error:
+        err.write(f"{error}\n")
+        return error.code
+    out.write(text + "\n")
+    return EXIT_OK
+
+
+def socket_from_config(config_path: str | None) -> str | None:
+    """The `control_socket` of a configuration file (its default when absent)."""
+    if config_path is None:
+        return None
+    try:
+        raw = parse_config_text(Path(config_path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise StatusUnavailable(f"config {config_path}: {error.strerror}", EXIT_USAGE) from None
+    except (ConfigError, UnicodeDecodeError) as error:
+        raise StatusUnavailable(f"config {config_path}: {error}", EXIT_USAGE) from None
+    value = raw.get("control_socket", DEFAULT_CONTROL_SOCKET) if isinstance(raw, dict) else None
+    if value is None:
+        raise StatusUnavailable(
+            f"config {config_path}: control_socket is null: that daemon has no control socket",
+            EXIT_NOT_RUNNING,
+        )
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise StatusUnavailable(
+            f"config {config_path}: control_socket {value!r} is not an absolute path", EXIT_USAGE
+        )
+    return value
+
+
+def query_status(path: str, timeout: float) -> dict[str, Any]:
+    """Send `{"command": "status"}` on the socket at `path`; the status document."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.settimeout(timeout)
+            sock.connect(path)
+            sock.sendall(b'{"command": "status"}\n')
+            data = _read_line(sock, deadline)
+        except TimeoutError:
+            raise StatusUnavailable(
+                f"pingu did not answer within {timeout:g} s on control socket {path}",
+                EXIT_TIMEOUT,
+            ) from None
+        except OSError as error:
+            raise _unavailable(path, error) from None
+    return _parse_reply(path, data)
+
+
+def _read_line(sock: socket.socket, deadline: float) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        sock.settimeout(remaining)
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if b"\n" in chunk or size > REPLY_LIMIT:
+            return b"".join(chunks)
+
+
+def _unavailable(path: str, error: OSError) -> StatusUnavailable:
+    if error.errno in (errno.ENOENT, errno.ENOTDIR):
+        return StatusUnavailable(
+            f"pingu is not running: no control socket at {path}", EXIT_NOT_RUNNING
+        )
+    if error.errno == errno.ECONNREFUSED:
+        return StatusUnavailable(
+            f"pingu is not running: nothing answers on control socket {path} "
+            "(left behind by a pingu that is gone, or not a socket)",
+            EXIT_NOT_RUNNING,
+        )
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return StatusUnavailable(
+            f"permission denied on control socket {path}: run as root, or as a member of "
+            "the group set as control_group in the daemon's configuration",
+            EXIT_DENIED,
+        )
+    return StatusUnavailable(f"control socket {path}: {error.strerror}", EXIT_FAILED)
+
+
+def _parse_reply(path: str, data: bytes) -> dict[str, Any]:
+    if not data:
+        raise StatusUnavailable(f"pingu closed control socket {path} without a reply", EXIT_FAILED)
+    if len(data) > REPLY_LIMIT:
+        raise StatusUnavailable(f"reply on control socket {path} is too long", EXIT_FAILED)
+    try:
+        reply = json.loads(data.split(b"\n", 1)[0])
+    except ValueError:
+        raise StatusUnavailable(
+            f"unexpected reply on control socket {path}: not JSON: {data[:80]!r}", EXIT_FAILED
+        ) from None
+    if not isinstance(reply, dict):
+        raise StatusUnavailable(f"unexpected reply on control socket {path}", EXIT_FAILED)
+    if reply.get("ok") is not True:
+        raise StatusUnavailable(
+            f"pingu answered on {path} with an error: {reply.get('error', 'no reason given')}",
+            EXIT_FAILED,
+        )
+    document = reply.get("status")
+    if not isinstance(document, dict) or not isinstance(document.get("uplinks"), list):
+        raise StatusUnavailable(
+            f"unexpected reply on control socket {path}: no status document", EXIT_FAILED
+        )
+    return document
+
+
+# -- the table a person reads ---------------------------------------------------------
+
+
+def render(document: Mapping[str, Any], now: float | None = None) -> str:
+    """The status document as a header line and one compact block per uplink."""
+    now = time.time() if now is None else now
+    try:
+        lines = [_header(document)]
+        for uplink in document["uplinks"]:
+            lines.append("")
+            lines.extend(_uplink_block(uplink, now))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise StatusUnavailable(
+            f"unexpected status document ({type(error).__name__}: {error}); "
+            "try `pingu status --json`",
+            EXIT_FAILED,
+        ) from None
+    return "\n".join(lines)
+
+
+def _header(document: Mapping[str, Any]) -> str:
+    uplinks: Sequence[Mapping[str, Any]] = document["uplinks"]
+    routed = sum(1 for u in uplinks if u.get("route_installed"))
+    parts = [
+        f"pingu {document.get('version', '?')}",
+        f"pid {document.get('pid', '?')}",
+        f"up {duration(document.get('uptime_s'))}",
+        f"{routed} of {len(uplinks)} uplinks routed",
+    ]
+    if document.get("all_down"):
+        kept = document.get("last_resort")
+        parts.append(
+            f"ALL DOWN: last resort {kept}'s route kept" if kept else "ALL DOWN: no route left"
+        )
+    return " | ".join(parts)
+
+
+def _uplink_block(uplink: Mapping[str, Any], now: float) -> list[str]:
+    link = uplink.get("link") or {}
+    trouble = ""
+    if not link.get("present", True):
+        trouble = " (interface absent)"
+    elif link.get("carrier") is False:
+        trouble = " (no carrier)"
+    lines = [f"{uplink['name']}  {uplink['state']} for {duration(uplink.get('since_s'))}{trouble}"]
+    rows: list[tuple[str, str]] = [
+        ("why", uplink.get("why") or "-"),
+        ("gateway", _gateway(uplink)),
+        ("route", _route(uplink)),
+        ("last round", _last_round(uplink.get("last_round"), now)),
+    ]
+    targets = (uplink.get("last_round") or {}).get("targets") or []
+    rows.extend(("", _target(t)) for t in targets)
+    rows.append(("next round", _next_round(uplink)))
+    rows.append(("reset script", _reset_script(uplink.get("reset_script") or {}, now)))
+    counters = uplink.get("counters")
+    if counters:
+        rows.append(("counters", _counters(counters)))
+    lines.extend(f"  {key:<13}{value}".rstrip() for key, value in rows)
+    return lines
+
+
+def _gateway(uplink: Mapping[str, Any]) -> str:
+    if not uplink.get("gateway_known"):
+        return "not learned yet"
+    return uplink.get("gateway") or "none (point-to-point)"
+
+
+def _route(uplink: Mapping[str, Any]) -> str:
+    metric = uplink.get("metric")
+    if uplink.get("route_installed"):
+        return f"installed, metric {metric}"
+    return f"not installed (metric {metric})"
+
+
+def _last_round(last: Mapping[str, Any] | None, now: float) -> str:
+    if not last:
+        return "none yet"
+    targets = last.get("targets") or []
+    sent = sum(int(t.get("sent") or 0) for t in targets)
+    lost = sum(int(t.get("lost") or 0) for t in targets)
+    verdict = "passed" if last.get("passed") else "failed"
+    text = f"{verdict} {_ago(last.get('at'), now)}: {sent} sent, {lost} lost"
+    if last.get("error"):
+        text += f"; error: {last['error']}"
+    return text
+
+
+def _target(target: Mapping[str, Any]) -> str:
+    return (
+        f"  {target.get('address')}: {target.get('sent')} sent, {target.get('lost')} lost, "
+        f"avg {_ms(target.get('avg_ms'))}, worst {_ms(target.get('max_ms'))}"
+    )
+
+
+def _next_round(uplink: Mapping[str, Any]) -> str:
+    if uplink.get("round_running"):
+        return "running now"
+    due = uplink.get("next_round_in_s")
+    return "-" if due is None else f"in {duration(due)}"
+
+
+def _reset_script(script: Mapping[str, Any], now: float) -> str:
+    path = script.get("path")
+    if not path:
+        return "none"
+    if script.get("running"):
+        return f"{path}, running now"
+    last = script.get("last_run")
+    return f"{path}, last run {_ago(last, now)}" if last else f"{path}, never run"
+
+
+def _counters(counters: Mapping[str, Any]) -> str:
+    return (
+        f"{counters.get('rounds', 0)} rounds, {counters.get('echoes_sent', 0)} echoes "
+        f"({counters.get('echoes_lost', 0)} lost), {counters.get('state_changes', 0)} state "
+        f"changes, {counters.get('reset_script_runs', 0)} reset script runs"
+    )
+
+
+def _ago(when: str | None, now: float) -> str:
+    if not when:
+        return "-"
+    seconds = now - datetime.fromisoformat(when).timestamp()
+    return f"{duration(max(0.0, seconds))} ago"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
+def duration(seconds: float | None) -> str:
+    """A short human duration: 0.4s, 42s, 12m05s, 3h04m, 2d03h."""
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
