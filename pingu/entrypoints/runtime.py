@@ -18,6 +18,7 @@ from pingu import __version__
 from pingu.adapters.config_file import load_config
 from pingu.adapters.netlink import RouteChangeFailed
 from pingu.adapters.state_file import boot_id
+from pingu.adapters.systemd import Notifier, watchdog_interval
 from pingu.domain.commands import (
     RESET,
     Command,
@@ -96,6 +97,7 @@ class Daemon:
         config_path: str | None = None,
         wall: Callable[[], float] = time.time,
         boot: str = "",
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
         self.route_table = route_table
@@ -115,6 +117,8 @@ class Daemon:
         self._saved: dict[str, object] | None = None
         self._saving: asyncio.Task[None] | None = None
         self.counters: dict[str, UplinkCounters] = {}
+        self.notifier = notifier or Notifier(None)
+        self._status_line = ""
         self._told: dict[int, str] = {}
 
     def request_stop(self) -> None:
@@ -126,10 +130,14 @@ class Daemon:
     async def run(self) -> None:
         """Run until `request_stop`; then stop rounds and scripts and leave the table."""
         self._load_state()
+        await self._start_up()
         monitor = asyncio.create_task(self._monitor(), name="netlink-monitor")
+        watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
         try:
             await self._decide()
         finally:
+            self.notifier.stopping("stopping: stopping rounds and scripts, leaving the table")
+            watchdog.cancel()
             monitor.cancel()
             for task in list(self._workers):
                 task.cancel()
@@ -139,6 +147,46 @@ class Daemon:
                     asyncio.gather(*pending, return_exceptions=True), STOP_TIMEOUT_S
                 )
             await self._finish()
+
+    async def _start_up(self) -> None:
+        """Capture what the table holds now, so READY=1 means routes are in pingu's hands."""
+        try:
+            snapshot = await self.route_table.snapshot()
+        except Exception:
+            log.exception("start-up: could not read the table; waiting for the monitor's dump")
+            snapshot = []
+        for event in snapshot:
+            await self._execute_all(self.core.handle(event, self.clock.monotonic()))
+        self._save_state()
+        self._status_line = self._status_summary()
+        self.notifier.ready(self._status_line)
+
+    async def _watchdog(self) -> None:
+        """WATCHDOG=1 from the event loop itself: a stalled loop stops it, and systemd acts."""
+        interval = watchdog_interval()
+        if interval is None or not self.notifier.enabled:
+            return
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    def _report_status(self) -> None:
+        """Send the one-line summary `systemctl status` shows, when it changes."""
+        line = self._status_summary()
+        if line != self._status_line:
+            self._status_line = line
+            self.notifier.status(line)
+
+    def _status_summary(self) -> str:
+        uplinks = list(self.core.uplinks.values())
+        routed = [u.name for u in uplinks if u.installed is not None]
+        down = [u.name for u in uplinks if not u.health.health.routed]
+        line = f"{len(routed)}/{len(uplinks)} uplinks routed"
+        if routed:
+            line += f": {', '.join(routed)}"
+        if down:
+            line += f"; down: {', '.join(down)}"
+        return line
 
     async def _finish(self) -> None:
         if self._saving is not None:
@@ -280,11 +328,14 @@ class Daemon:
             if isinstance(item, _Stop):
                 return
             if isinstance(item, _Reload):
+                self.notifier.reloading("reloading the configuration")
                 await self._reload()
+                self.notifier.ready(self._status_line)
             else:
                 log.debug("event %s", item)
                 await self._execute_all(self.core.handle(item, self.clock.monotonic()))
             self._save_state()
+            self._report_status()
 
     async def _execute_all(self, commands: list[Command], stopping: bool = False) -> None:
         self._told = self._decisions(commands)
@@ -546,6 +597,8 @@ async def serve(config: Config, adapters: Adapters, config_path: str | None = No
         state_store=adapters.state_store(config.state_file) if config.state_file else None,
         config_path=config_path,
         boot=boot_id(),
+        # Taken out of the environment: scripts must not speak to systemd in pingu's name.
+        notifier=Notifier.from_environment(unset=True),
     )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
