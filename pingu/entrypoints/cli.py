@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pingu import __version__
 from pingu.entrypoints.check_config import check_config
 
-COMMANDS = ("check-config", "run", "demo")
+COMMANDS = ("check-config", "run", "demo", "status")
 NOT_ROOT = "pingu demo needs root: it creates network namespaces; run: sudo pingu demo"
 
 
@@ -49,7 +49,39 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="time to read each step before the next one (default 3)",
     )
+    _status_command(commands)
     return top
+
+
+def _status_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = commands.add_parser(
+        "status",
+        help="show what the running daemon is doing and why (asks it on its control socket)",
+        description="Exit status: 0 shown, 1 the daemon answered with an error, "
+        "3 not running, 4 permission denied, 5 no answer in time.",
+    )
+    status.add_argument("--json", action="store_true", help="the status document, for scripts")
+    where = status.add_mutually_exclusive_group()
+    where.add_argument(
+        "--socket", metavar="PATH", help="the control socket (default /run/pingu/control.sock)"
+    )
+    where.add_argument(
+        "--config", "-c", metavar="FILE", help="use the control_socket of this configuration"
+    )
+    status.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long to wait for the daemon's answer (default 5)",
+    )
+
+
+def _timeout(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 600:
+        raise argparse.ArgumentTypeError(f"{text}: must be more than 0 and at most 600 seconds")
+    return value
 
 
 def _seconds(text: str) -> float:
@@ -97,6 +129,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_daemon(args.config, verbose=args.verbose)
     if args.command == "demo":
         return demo(args.step_pause)
+    if args.command == "status":
+        from pingu.entrypoints.status import show_status  # noqa: PLC0415
+
+        return show_status(
+            args.socket,
+            args.config,
+            as_json=args.json,
+            out=sys.stdout,
+            err=sys.stderr,
+            timeout=args.timeout,
+        )
     parser().print_help(sys.stderr)
     return 2
 
