@@ -108,8 +108,11 @@ def own_routes(lab: Lab) -> dict[str, tuple[str | None, int]]:
     return {str(r.oif): (r.gateway, r.metric) for r in lab.default_routes() if r.proto == PROTO}
 
 
-def test_failover_in_the_lab(daemon: tuple[Lab, subprocess.Popen[str]]) -> None:
+def test_failover_reload_and_clean_stop_in_the_lab(
+    daemon: tuple[Lab, subprocess.Popen[str]], tmp_path: Path
+) -> None:
     lab, process = daemon
+    log_path = tmp_path / "daemon.log"
     both = {"wan1": (lab.gateway("wan1"), 100), "wan2": (lab.gateway("wan2"), 200)}
     until(
         lambda: {r.proto for r in lab.default_routes()} == {PROTO} and own_routes(lab) == both,
@@ -119,6 +122,11 @@ def test_failover_in_the_lab(daemon: tuple[Lab, subprocess.Popen[str]]) -> None:
     lab.cut_upstream("wan1")
     until(lambda: "wan1" not in own_routes(lab), "failover: wan1's route removed")
     assert own_routes(lab) == {"wan2": both["wan2"]}, "wan2's route must stay"
+
+    # systemd's ExecReload signals the main process: the one-file bootloader, which must
+    # pass SIGHUP on to the daemon rather than die of it.
+    process.send_signal(signal.SIGHUP)
+    until(lambda: "reloaded" in log_path.read_text(), "the daemon logs its reload")
     assert process.poll() is None
 
     process.send_signal(signal.SIGTERM)
