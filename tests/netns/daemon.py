@@ -30,6 +30,11 @@ POLL_S = 0.02
 STOP_S = 15.0
 
 Pattern = str | re.Pattern[str]
+_HEALTH = "up|failing|down|rising"
+JUDGED = re.compile(r" (?P<uplink>[\w.-]+): round (?P<outcome>passed|failed): (?P<reason>.*)$")
+STATE = re.compile(
+    rf" (?P<uplink>[\w.-]+) (?P<old>{_HEALTH}) -> (?P<new>{_HEALTH}): (?P<reason>.*)$"
+)
 
 
 def until(check: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
@@ -119,6 +124,17 @@ class RunningDaemon:
         what = f"{count} log line(s) matching {str(getattr(pattern, 'pattern', pattern))!r}"
         self.until(seen, what, timeout)
         return found[count - 1]
+
+    def decisions(self, uplink: str, *, after: int = 0) -> list[str]:
+        """``uplink``'s verdicts and health changes in log order: "passed" (logged with -v
+        only), "failed", "up -> failing", ..."""
+        found = []
+        for line in self.log_lines()[after:]:
+            if (judged := JUDGED.search(line)) and judged["uplink"] == uplink:
+                found.append(judged["outcome"])
+            elif (state := STATE.search(line)) and state["uplink"] == uplink:
+                found.append(f"{state['old']} -> {state['new']}")
+        return found
 
     # -- the table ------------------------------------------------------------------------
 
