@@ -10,11 +10,13 @@ import os
 import subprocess
 import threading
 from collections.abc import Callable, Coroutine, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from pingu.lab import Lab, Uplink, _netns, prefixes_used
+from tests.netns.daemon import Daemons
 
 T = TypeVar("T")
 SCENARIO_TIMEOUT = 180.0
@@ -64,6 +66,22 @@ def lab(lab_factory: LabFactory) -> Lab:
     return lab_factory(
         ["wan1", "wan2", Uplink("ppp0", "p2p")], targets=["203.0.113.10", "203.0.113.11"]
     )
+
+
+@pytest.fixture
+def dhcp_lab(lab_factory: LabFactory) -> Lab:
+    """Two ethernet uplinks whose DHCP clients put in default routes of metric 1024, 1025."""
+    lab = lab_factory(["wan1", "wan2"])
+    lab.dhcp_add("wan1", metric=1024)
+    lab.dhcp_add("wan2", metric=1025)
+    return lab
+
+
+@pytest.fixture
+def daemons(lab_factory: LabFactory, tmp_path: Path) -> Iterator[Daemons]:
+    """The test's pingu processes: stopped, and their logs printed, before its labs go."""
+    with Daemons(tmp_path) as daemons:
+        yield daemons
 
 
 class NamespaceLoop:

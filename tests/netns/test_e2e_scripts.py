@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from typing import Any
 import pytest
 
 from pingu.lab import Lab
-from tests.netns.conftest import LabFactory
 from tests.netns.daemon import Daemons, RunningDaemon, until, write_script
 
 pytestmark = pytest.mark.netns
@@ -26,17 +24,8 @@ FAILED_ROUNDS_WATCHED = 6
 
 
 @pytest.fixture
-def lab(lab_factory: LabFactory) -> Lab:
-    lab = lab_factory(["wan1", "wan2"])
-    lab.dhcp_add("wan1", metric=1024)
-    lab.dhcp_add("wan2", metric=1025)
-    return lab
-
-
-@pytest.fixture
-def daemons(lab: Lab, tmp_path: Path) -> Iterator[Daemons]:
-    with Daemons(tmp_path) as daemons:
-        yield daemons
+def lab(dhcp_lab: Lab) -> Lab:
+    return dhcp_lab
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,6 @@ with a new ifindex), and routes pingu does not own, which it must never touch.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,12 +16,6 @@ pytestmark = pytest.mark.netns
 
 FAST = {"interval": 100, "timeout": 300, "count": 5, "max_lost": 2}
 RTPROT_DHCP, RTPROT_STATIC = 16, 4
-
-
-@pytest.fixture
-def daemons(lab_factory: LabFactory, tmp_path: Path) -> Iterator[Daemons]:
-    with Daemons(tmp_path) as daemons:
-        yield daemons
 
 
 def fast_config(lab: Lab, metrics: dict[str, int], **top: Any) -> dict[str, Any]:

@@ -8,8 +8,6 @@ anything took: the order of the daemon's decisions is read from its log."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,12 +29,6 @@ def lab(lab_factory: LabFactory) -> Lab:
     lab.dhcp_add("wan1", metric=1024)
     lab.dhcp_add("wan2", metric=1025)
     return lab
-
-
-@pytest.fixture
-def daemons(lab: Lab, tmp_path: Path) -> Iterator[Daemons]:
-    with Daemons(tmp_path) as daemons:
-        yield daemons
 
 
 def start(daemons: Daemons, lab: Lab, wan1: dict[str, Any], period: float = 0.5) -> RunningDaemon:

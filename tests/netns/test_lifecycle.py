@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pingu.lab import Lab
-from tests.netns.conftest import LabFactory
 from tests.netns.daemon import PROTO, Daemons, RunningDaemon, write_script
 
 pytestmark = pytest.mark.netns
@@ -23,17 +22,8 @@ DHCP = 16
 
 
 @pytest.fixture
-def lab(lab_factory: LabFactory) -> Lab:
-    lab = lab_factory(["wan1", "wan2"])
-    lab.dhcp_add("wan1", metric=1024)
-    lab.dhcp_add("wan2", metric=1025)
-    return lab
-
-
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Daemons]:
-    with Daemons(tmp_path) as daemons:
-        yield daemons
+def lab(dhcp_lab: Lab) -> Lab:
+    return dhcp_lab
 
 
 def two_uplinks(lab: Lab, **top: Any) -> dict[str, Any]:
@@ -102,13 +92,15 @@ def test_a_corrupt_state_file_is_ignored_with_a_warning(
     state.write_text('{"kind": "pingu-state", "version": 1, "uplinks": {"wan1": ')
     pingu = started(lab, daemons, two_uplinks(lab, state_file=str(state)))
     pingu.wait_log(r"WARNING state file .*broken-state.json ignored: not valid JSON")
-    pingu.until(
-        lambda: (
-            json.loads(state.read_text()).get("kind") == "pingu-state"
-            and "wan2" in json.loads(state.read_text())["uplinks"]
-        ),
-        "the state file rewritten whole",
-    )
+
+    def rewritten() -> bool:
+        try:
+            document = json.loads(state.read_text())
+        except json.JSONDecodeError:
+            return False
+        return document.get("kind") == "pingu-state" and "wan2" in document["uplinks"]
+
+    pingu.until(rewritten, "the state file rewritten whole")
     assert pingu.stop() == 0
 
 
