@@ -10,6 +10,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Callable
 
+import pytest
 from dependency_injector import providers
 
 from pingu.adapters.config_file import load_config
@@ -21,7 +22,7 @@ from pingu.domain.events import Event, LinkChanged, RouteAppeared
 from pingu.domain.model import RoundResult, Route
 from pingu.domain.state import StateError
 from pingu.entrypoints.containers import Adapters
-from pingu.entrypoints.runtime import Daemon
+from pingu.entrypoints.runtime import Daemon, configure_logging
 from tests.unit.fakes import PROTO, config, dhcp_route, round_result, uplink
 
 
@@ -349,3 +350,45 @@ def test_systemd_hears_ready_after_capture_status_and_stopping(tmp_path) -> None
     listener.close()
     assert messages[0] == "READY=1\nSTATUS=1/1 uplinks routed: wan1"
     assert messages[-1].startswith("STOPPING=1")
+
+
+@pytest.mark.parametrize(("journald", "stamped"), [(True, False), (False, True)])
+def test_log_lines_carry_a_timestamp_only_without_journald(
+    monkeypatch: pytest.MonkeyPatch, journald: bool, stamped: bool
+) -> None:
+    if journald:
+        monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
+    else:
+        monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers = []
+    try:
+        configure_logging(verbose=False)
+        handler = root.handlers[-1]
+        record = logging.LogRecord(
+            "pingu", logging.WARNING, __file__, 1, "wan1 up -> down", None, None
+        )
+        line = handler.format(record)
+    finally:
+        root.handlers = saved
+    assert line.endswith("WARNING wan1 up -> down")
+    assert (line != "WARNING wan1 up -> down") is stamped
+
+
+def test_sigusr1_logs_every_uplink(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pingu")
+
+    async def scenario() -> None:
+        daemon, table, _, _ = make([])
+        task = asyncio.create_task(daemon.run())
+        for _ in range(500):
+            if table.calls:
+                break
+            await asyncio.sleep(0.01)
+        daemon.log_state()
+        daemon.request_stop()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario())
+    assert "wan1: up, gateway 192.0.2.1, route default via 192.0.2.1 dev wan1" in caplog.text
