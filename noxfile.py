@@ -95,3 +95,15 @@ def _bundle_is_stale() -> bool:
             if "__pycache__" not in file.parts and file.is_file() and file.stat().st_mtime > built:
                 return True
     return False
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Measure failover, capture, start-up, memory and CPU in the lab (needs root)."""
+    if os.geteuid() != 0:
+        session.error(
+            "the bench session needs root (network namespaces, raw sockets): "
+            "run it as root, e.g. `sudo nox -s bench`"
+        )
+    session.install(*TEST_DEPS)
+    session.run("python", "-m", "bench.run", *session.posargs)
