@@ -7,6 +7,7 @@ daemon about 150 ms of start-up and 30 MB of RSS, for a dozen fixed header field
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import socket
 import struct
@@ -307,7 +308,7 @@ class Insn:
 _Step = tuple[object, ...]
 
 
-def _assemble(steps: Sequence[_Step]) -> tuple[Insn, ...]:
+def assemble(steps: Sequence[_Step]) -> tuple[Insn, ...]:
     """Turn symbolic steps into instructions, resolving jump labels."""
     labels: dict[object, int] = {}
     position = 0
@@ -355,7 +356,7 @@ def echo_reply_filter(local: str, ident: int) -> tuple[Insn, ...]:
     """Accept only IPv4 ICMP echo replies (type 0, code 0) to ``local`` with identifier
     ``ident``, unfragmented; for a packet socket whose data starts at the IP header
     (SOCK_DGRAM)."""
-    return _assemble(
+    return assemble(
         [
             ("ld", 4, 16),  # destination address
             ("jeq", _address(local), "dst_ok", "drop"),
@@ -383,7 +384,7 @@ def echo_reply_filter(local: str, ident: int) -> tuple[Insn, ...]:
 def arp_reply_filter(sender_ip: str) -> tuple[Insn, ...]:
     """Accept only Ethernet/IPv4 ARP replies from ``sender_ip``; for a SOCK_DGRAM packet
     socket (data starts at the ARP header)."""
-    return _assemble(
+    return assemble(
         [
             ("ld", 2, 0),  # hardware type
             ("jeq", ARPHRD_ETHER, "ether", "drop"),
@@ -407,3 +408,14 @@ def arp_reply_filter(sender_ip: str) -> tuple[Insn, ...]:
 def pack_filter(program: Sequence[Insn]) -> bytes:
     """The program as the array of ``struct sock_filter`` a ``sock_fprog`` points to."""
     return b"".join(_SOCK_FILTER.pack(i.code, i.jt, i.jf, i.k) for i in program)
+
+
+SO_ATTACH_FILTER = 26
+
+
+def attach_filter(sock: socket.socket, program: Sequence[Insn]) -> None:
+    """SO_ATTACH_FILTER: a ``struct sock_fprog`` pointing at the program's instructions."""
+    code = pack_filter(program)
+    buffer = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("@HP", len(program), ctypes.addressof(buffer))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)

@@ -7,6 +7,7 @@ import errno
 import logging
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -15,6 +16,7 @@ from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_LINK
 
+from pingu.adapters.icmp_packets import Insn, assemble, attach_filter
 from pingu.domain.events import (
     Event,
     LinkChanged,
@@ -32,6 +34,36 @@ MONITOR_GROUPS = RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV4_IFADDR
 DUMP_ATTEMPTS = 5
 RESYNC_PAUSE_S = 0.2
 RESYNC_PAUSE_MAX_S = 5.0
+RTM_NEWROUTE, RTM_DELROUTE = 24, 25
+_NLMSG_TYPE = 4  # offset of nlmsghdr.nlmsg_type (u16, host byte order)
+_RTM_DST_LEN = 16 + 1  # after the 16-byte nlmsghdr: rtmsg.rtm_family, then rtm_dst_len
+_KEEP_ALL = 0xFFFFFFFF
+
+
+def monitor_filter(byteorder: str = sys.byteorder) -> tuple[Insn, ...]:
+    """A kernel-side filter for the monitor socket: route notifications of anything but a
+    default route (rtm_dst_len != 0) never reach pingu, so a flood of unrelated routes costs
+    neither parsing nor a receive-buffer overflow. Links and addresses all pass.
+
+    Every rtnetlink notification is a datagram of one message, so the first header is the
+    only one. nlmsg_type is host-endian; rtnetlink types fit in its low byte.
+    """
+    low_byte = _NLMSG_TYPE if byteorder == "little" else _NLMSG_TYPE + 1
+    return assemble(
+        [
+            ("ld", 1, low_byte),
+            ("jeq", RTM_NEWROUTE, "route", "other"),
+            ("label", "other"),
+            ("jeq", RTM_DELROUTE, "route", "keep"),
+            ("label", "route"),
+            ("ld", 1, _RTM_DST_LEN),
+            ("jeq", 0, "keep", "drop"),
+            ("label", "keep"),
+            ("ret", _KEEP_ALL),
+            ("label", "drop"),
+            ("ret", 0),
+        ]
+    )
 
 
 class Message(Protocol):
@@ -190,6 +222,7 @@ class NetlinkRouteTable:
             monitor = self._socket()
             try:
                 await monitor.bind(groups=MONITOR_GROUPS)
+                attach_filter(monitor.socket, monitor_filter())
                 for event in await self.snapshot():
                     yield event
                 pause = RESYNC_PAUSE_S

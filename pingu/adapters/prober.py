@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import errno
 import fcntl
 import logging
@@ -56,9 +55,9 @@ from pingu.adapters.icmp_packets import (
     TargetLedger,
     arp_reply_filter,
     arp_request,
+    attach_filter,
     echo_reply_filter,
     format_mac,
-    pack_filter,
     parse_arp_reply,
 )
 from pingu.domain.commands import StartProbe
@@ -66,7 +65,6 @@ from pingu.domain.model import RoundResult, TargetResult
 
 log = logging.getLogger(__name__)
 
-SO_ATTACH_FILTER = 26
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # asm-generic value
 SIOCGIFFLAGS = 0x8913
 SIOCGIFADDR = 0x8915
@@ -379,14 +377,6 @@ def open_packet_socket(
         sock.close()
         raise UplinkUnusable(f"{name} is no longer interface #{ifindex}")
     return sock
-
-
-def attach_filter(sock: socket.socket, program: Sequence[Insn]) -> None:
-    """SO_ATTACH_FILTER: a ``struct sock_fprog`` pointing at the program's instructions."""
-    code = pack_filter(program)
-    buffer = ctypes.create_string_buffer(code, len(code))
-    fprog = struct.pack("@HP", len(program), ctypes.addressof(buffer))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 async def resolve_gateway(name: str, source: str, gateway: str, timeout_ms: float) -> bytes:

@@ -110,6 +110,7 @@ class Daemon:
         self.queue: asyncio.Queue[Event | _Stop | _Reload] = asyncio.Queue()
         self._workers: set[asyncio.Task[None]] = set()
         self._hook_locks: dict[str, asyncio.Lock] = {}
+        self._rounds: dict[str, asyncio.Task[None]] = {}
         # Wall time of monotonic 0 as seen at start, so saved times do not jitter.
         self._boot = boot
         self._mono0 = clock.monotonic()
@@ -365,7 +366,14 @@ class Daemon:
                 await self.route_table.install(route)
                 log.info("restored %s", route.describe())
             case StartProbe() if not stopping:
-                self._spawn(self._round(command), f"round-{command.uplink}")
+                # A new round while one runs means the core abandoned that one (its gateway
+                # or link changed): stop it now, with its socket and timers.
+                running = self._rounds.get(command.uplink)
+                if running is not None and not running.done():
+                    running.cancel()
+                self._rounds[command.uplink] = self._spawn(
+                    self._round(command), f"round-{command.uplink}"
+                )
             case RunScript() if not stopping:
                 self._spawn(self._script(command), f"script-{command.uplink}")
             case RouteCaptured(uplink=uplink, route=route, gateway_changed=changed):
@@ -450,10 +458,11 @@ class Daemon:
     def _counters(self, uplink: str) -> UplinkCounters:
         return self.counters.setdefault(uplink, UplinkCounters())
 
-    def _spawn(self, work: Any, name: str) -> None:
+    def _spawn(self, work: Any, name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(work, name=name)
         self._workers.add(task)
         task.add_done_callback(self._workers.discard)
+        return task
 
     async def _round(self, probe: StartProbe) -> None:
         try:

@@ -212,28 +212,30 @@ def test_foreign_route_with_pingus_metric_survives_pingus_install(lab_factory: L
     assert defaults(lab) == {("wan2", lab.gateway("wan2"), 100, 3, 0)}
 
 
-def flood_batch(count: int, dev: str, gateway: str) -> str:
-    """`ip -batch` text adding then deleting `count` /32 routes of 198.18.0.0/15."""
+def flood_batch(count: int, dev: str, gateway: str, *, defaults: bool) -> str:
+    """`ip -batch` text adding then deleting `count` routes: /32s of 198.18.0.0/15 in table
+    main, or (``defaults``) default routes in tables 1000 and up, which pingu must hear of."""
     adds, dels = [], []
     for i in range(count):
-        dst = f"198.{18 + i // 65536}.{i // 256 % 256}.{i % 256}/32"
-        adds.append(f"route add {dst} via {gateway} dev {dev} proto static")
-        dels.append(f"route del {dst} via {gateway} dev {dev} proto static")
+        if defaults:
+            what = f"default via {gateway} dev {dev} table {1000 + i}"
+        else:
+            what = f"198.{18 + i // 65536}.{i // 256 % 256}.{i % 256}/32 via {gateway} dev {dev}"
+        adds.append(f"route add {what} proto static")
+        dels.append(f"route del {what} proto static")
     return "\n".join(adds + dels) + "\n"
 
 
-def test_route_flood_overflow_ends_with_the_dhcp_route_captured(lab_factory: LabFactory) -> None:
-    lab = lab_factory(["wan1", "wan2"])
-    half = 25_000
-    before = flood_batch(half, "wan2", lab.gateway("wan2"))
-    after = flood_batch(half, "wan2", lab.gateway("wan2")).replace(" proto static", " proto boot")
+def flood_then_capture(lab: Lab, before: str, after: str) -> NetlinkRouteTable:
+    """Flood while the daemon's loop is blocked, add a DHCP route, flood again: the route
+    must end up captured. Returns the daemon's route table (for its resync count)."""
+    tables: list[NetlinkRouteTable] = []
 
     async def scenario() -> None:
         async with daemon_in(lab, {"wan1": 100}) as daemon:
             await until(lambda: daemon.core.uplinks["wan1"].ifindex is not None, "first dump")
             batch = ["ip", "netns", "exec", lab.daemon_ns, "ip", "-batch", "-"]
-            # The flood runs while the event loop is blocked, as a stalled daemon would be:
-            # the monitor socket's buffer must overflow.
+            # The flood runs while the event loop is blocked, as a stalled daemon would be.
             subprocess.run(batch, input=before, text=True, check=True, timeout=120)
             lab.dhcp_add("wan1", metric=1024)
             subprocess.run(batch, input=after, text=True, check=True, timeout=120)
@@ -241,9 +243,32 @@ def test_route_flood_overflow_ends_with_the_dhcp_route_captured(lab_factory: Lab
             await until(lambda: defaults(lab) == wanted, "the DHCP route captured", 30)
             table = daemon.route_table
             assert isinstance(table, NetlinkRouteTable)
-            assert table.resyncs >= 1, "the flood should have overflowed the monitor"
+            tables.append(table)
 
     run_in_namespace(lab.daemon_ns, scenario())
+    return tables[0]
+
+
+def test_default_route_flood_overflow_ends_with_the_dhcp_route_captured(
+    lab_factory: LabFactory,
+) -> None:
+    lab = lab_factory(["wan1", "wan2"])
+    half = 25_000
+    before = flood_batch(half, "wan2", lab.gateway("wan2"), defaults=True)
+    after = before.replace(" proto static", " proto boot")
+    table = flood_then_capture(lab, before, after)
+    assert table.resyncs >= 1, "50,000 default-route events should have overflowed the monitor"
+
+
+def test_unrelated_routes_are_dropped_in_the_kernel_no_overflow(lab_factory: LabFactory) -> None:
+    """100,000 changes of non-default routes: the monitor's filter drops them all, so the
+    socket never overflows (the default-route flood above, half the size, does)."""
+    lab = lab_factory(["wan1", "wan2"])
+    half = 50_000
+    before = flood_batch(half, "wan2", lab.gateway("wan2"), defaults=False)
+    after = before.replace(" proto static", " proto boot")
+    table = flood_then_capture(lab, before, after)
+    assert table.resyncs == 0
 
 
 def test_uplink_deleted_and_recreated_is_followed(lab_factory: LabFactory) -> None:

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import socket
+import struct
 from typing import Any
 
-from pingu.adapters.netlink import NetlinkRouteTable, link_info, route_of, route_spec
+import pytest
+
+from pingu.adapters.netlink import (
+    RTM_DELROUTE,
+    RTM_NEWROUTE,
+    NetlinkRouteTable,
+    link_info,
+    monitor_filter,
+    route_of,
+    route_spec,
+)
 from pingu.domain.events import LinkChanged, LinkVanished, RouteAppeared, RouteVanished
 from pingu.domain.model import Route
+from tests.unit.test_prober_packets import run_bpf
 
 
 class Msg(dict[str, Any]):
@@ -106,3 +118,30 @@ def test_point_to_point_address_is_the_local_one_not_the_peer() -> None:
     table._translate(link_msg(index=4, ifname="ppp0", ifi_type=65534))
     added = Msg(event="RTM_NEWADDR", index=4, address="100.64.3.1", local="100.64.3.2")
     assert table._translate(added) == [LinkChanged(4, "ppp0", True, True, True, "100.64.3.2")]
+
+
+def rtnetlink_message(kind: int, dst_len: int, byteorder: str) -> bytes:
+    """An nlmsghdr (host byte order) followed by the first bytes of an rtmsg/ifinfomsg."""
+    order = "<" if byteorder == "little" else ">"
+    header = struct.pack(f"{order}IHHII", 36, kind, 0, 0, 0)
+    return header + bytes([socket.AF_INET, dst_len, 0, 0, 254, 16, 0, 1]) + b"\0" * 12
+
+
+@pytest.mark.parametrize("byteorder", ["little", "big"])
+@pytest.mark.parametrize(
+    ("kind", "dst_len", "kept"),
+    [
+        (RTM_NEWROUTE, 0, True),
+        (RTM_DELROUTE, 0, True),
+        (RTM_NEWROUTE, 32, False),
+        (RTM_DELROUTE, 15, False),
+        (16, 0, True),  # RTM_NEWLINK
+        (17, 3, True),  # RTM_DELLINK (whatever follows its header)
+        (20, 24, True),  # RTM_NEWADDR
+    ],
+)
+def test_monitor_filter_drops_only_non_default_routes(
+    byteorder: str, kind: int, dst_len: int, kept: bool
+) -> None:
+    verdict = run_bpf(monitor_filter(byteorder), rtnetlink_message(kind, dst_len, byteorder))
+    assert (verdict != 0) is kept

@@ -14,8 +14,8 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import ARP
 
 from pingu.adapters import icmp_packets as pk
-from pingu.adapters.icmp_packets import Echo, Insn, Outcome, RoundMatcher
-from pingu.adapters.prober import PacketProber, attach_filter, kernel_time_ns
+from pingu.adapters.icmp_packets import Echo, Insn, Outcome, RoundMatcher, attach_filter
+from pingu.adapters.prober import PacketProber, kernel_time_ns
 from pingu.domain.commands import StartProbe
 
 LOCAL, T1, T2, GW = "100.64.1.2", "203.0.113.10", "203.0.113.11", "100.64.1.1"

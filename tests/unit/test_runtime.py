@@ -392,3 +392,40 @@ def test_sigusr1_logs_every_uplink(caplog: pytest.LogCaptureFixture) -> None:
 
     asyncio.run(scenario())
     assert "wan1: up, gateway 192.0.2.1, route default via 192.0.2.1 dev wan1" in caplog.text
+
+
+def test_a_round_abandoned_for_a_new_gateway_is_cancelled() -> None:
+    class StuckProber:
+        def __init__(self) -> None:
+            self.rounds: list[StartProbe] = []
+            self.cancelled: list[str | None] = []
+
+        async def run_round(self, probe: StartProbe) -> RoundResult:
+            self.rounds.append(probe)
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled.append(probe.gateway)
+                raise
+            raise AssertionError("unreachable")
+
+    async def scenario() -> None:
+        prober = StuckProber()
+        table = FakeRouteTable(EVENTS)
+        daemon = Daemon(config(uplink("wan1", 100)), table, prober, FakeScripts(), RealClock())
+        task = asyncio.create_task(daemon.run())
+        for _ in range(500):
+            if prober.rounds:
+                break
+            await asyncio.sleep(0.01)
+        daemon.queue.put_nowait(RouteAppeared(dhcp_route("wan1", "192.0.2.99")))
+        for _ in range(500):
+            if prober.cancelled:
+                break
+            await asyncio.sleep(0.01)
+        assert prober.cancelled == ["192.0.2.1"]
+        assert prober.rounds[-1].gateway == "192.0.2.99"
+        daemon.request_stop()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario())
