@@ -353,11 +353,10 @@ def _capture_reading(kind: str, peak_fds: int) -> str:
     return (
         "A new gateway, back to back: pingu puts its route via the new gateway in place "
         "first, then deletes the captured one (make before break), and starts a round at "
-        "once. The tail is pingu's: a round abandoned because the gateway changed is not "
-        "cancelled, so its task keeps its packet socket and timers until it would have "
-        f"ended (2-3 s at seed settings); pingu held up to {peak_fds} file descriptors at "
-        "once here, and the loop stalled under them. Cancelling the abandoned round's task "
-        "would remove this tail."
+        "once; the round in flight through the old gateway is cancelled at once, with its "
+        f"packet socket and timers (peak {peak_fds} open fds). What is left in the tail is "
+        "the event loop being busy with a round when the event arrives, and CPU contention "
+        "on this 2-core machine."
     )
 
 
@@ -776,12 +775,11 @@ def _flood_rows(ctx: Context, raw: dict[str, Any]) -> list[Row]:
             f"{secs(f['capture_after_flood_s'])}",
             "measured (no target)",
             ctx.command("traffic-flood"),
-            "pingu's monitor subscribes to every IPv4 route event of every table, and "
-            "pyroute2 parses each one in Python before the core drops it as not a default "
-            "route; it falls behind, the kernel drops events (ENOBUFS) and pingu resyncs "
-            "with a full dump, also parsed in Python. A kernel-side filter on the monitor "
-            "socket (classic BPF on rtm_dst_len and rtm_table) would leave it only the "
-            "events it acts on.",
+            "pingu's netlink monitor carries a classic BPF filter that drops, in the kernel, "
+            "every route notification that is not of a default route (rtm_dst_len != 0): "
+            "the flood's messages are neither queued to pingu nor parsed by pyroute2, so "
+            "the monitor does not overflow and no resync dump is needed. What pingu still "
+            "spends is its own share of the kernel's work while `ip` runs beside it.",
             None,
         ),
         Row(
@@ -791,12 +789,10 @@ def _flood_rows(ctx: Context, raw: dict[str, Any]) -> list[Row]:
             f"second flood {mb(f['rss_after_second_flood_kb'])}; peak {mb(f['hwm_kb'])}",
             "flat (±5 %) after the flood",
             ctx.command("traffic-flood"),
-            "The first flood raises RSS: pyroute2's parsed messages (and the resync "
-            "dump's) are held in bulk, and CPython's allocator keeps freed memory for reuse "
-            "rather than returning it. "
-            + _second_flood_reading(f)
-            + " Bounding the in-process backlog, or filtering in the kernel, would keep the "
-            "peak down.",
+            "The monitor's kernel-side filter keeps the flood out of the process, so "
+            "nothing is parsed or held for it. Any growth left would come from a resync "
+            "dump after an overflow (pyroute2's parsed messages held in bulk, and "
+            "CPython's allocator keeping freed memory for reuse). " + _second_flood_reading(f),
             abs(f["rss_change_percent"]) <= 5,
         ),
     ]
