@@ -165,6 +165,7 @@ class LabWorld:
     daemon: RunningDaemon | None = None
     gateways: dict[str, str] = field(default_factory=dict)  # feature address -> lab address
     records: dict[str, Path] = field(default_factory=dict)  # uplink -> its script's runs
+    script_names: dict[str, str] = field(default_factory=dict)  # uplink -> the stand-in's name
     cut: set[str] = field(default_factory=set)  # uplinks whose upstream is cut
     cursor: int = 0  # log lines before this were accounted for by earlier steps
     batch: Batch | None = None  # what the last step made the daemon do
@@ -232,8 +233,30 @@ class LabWorld:
         record.touch()
         self.records[uplink] = record
         name = feature_path.strip("/").replace("/", "-")
-        text = f'#!/bin/sh\necho "$PINGU_INTERFACE $PINGU_EVENT" >> {record}\n'
+        # One line per run: who, why, and whether pingu's route was still there.
+        text = (
+            "#!/bin/sh\n"
+            f'if ip route show default dev "$PINGU_INTERFACE" proto {PROTO} | grep -q .; '
+            "then route=present; else route=absent; fi\n"
+            f'echo "$PINGU_INTERFACE $PINGU_EVENT route=$route $PINGU_REASON" >> {record}\n'
+        )
+        self.script_names[uplink] = name
         return write_script(self.workdir / name, text)
+
+    def script_runs(self, uplink: str) -> list[str]:
+        """The recording script's lines since the last step's event, waited for (one at
+        least), as "route=present|absent REASON"."""
+        record = self.records[uplink]
+        start = self.step_batch().start
+        before = sum(
+            1 for line in self.pingu.log_lines()[:start] if STARTED.search(line) and uplink in line
+        )
+
+        def runs() -> list[str] | None:
+            lines = record.read_text().splitlines()[before:]
+            return [line.split(" ", 2)[2] for line in lines] or None
+
+        return _poll(runs, f"{uplink}'s reset script to run")
 
     # -- given/when: links, leases, rounds, time -----------------------------------------
 

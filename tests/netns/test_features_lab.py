@@ -45,7 +45,10 @@ def _field(pattern: str, convert: Callable[[str], T]) -> Callable[[str], T]:
     return typed
 
 
-FIELDS = {"Word": _field(r"[\w.:-]+", lambda text: text)}
+FIELDS = {
+    "Word": _field(r"[\w.:-]+", lambda text: text),
+    "Path": _field(r"/[\w./-]+", lambda text: text),
+}
 
 
 def step(text: str) -> parsers.parse:
@@ -115,6 +118,11 @@ def test_failed_round_while_rising() -> None:
 @scenario("hysteresis.feature", "Carrier loss does not wait for the fall count")
 def test_carrier_loss_ignores_fall() -> None:
     """Carrier loss takes the route at once, fall 3 or not."""
+
+
+@scenario("reset_script.feature", "A failed round removes the route before the reset script starts")
+def test_reset_script_after_the_route_is_removed() -> None:
+    pass
 
 
 @scenario("reset_script.feature", "A passing round runs no script")
@@ -212,6 +220,32 @@ def round_starts_through(world: LabWorld, name: str, gateway: str) -> None:
 @then(step("no round starts"))
 def no_round(world: LabWorld) -> None:
     world.no_round_starts()
+
+
+@then(step("the reset script {path:Path} of {name:Word} runs"))
+def reset_script_runs(world: LabWorld, path: str, name: str) -> None:
+    assert world.script_runs(name)
+    started = world.pingu.find_log(rf" {name}: started reset script \S*{world.script_names[name]} ")
+    assert started, f"no start of {path}'s stand-in logged"
+
+
+@then(step('the reset script of {name:Word} runs with reason "{reason}"'))
+def reset_script_reason(world: LabWorld, name: str, reason: str) -> None:
+    (run,) = world.script_runs(name)
+    _, _, given = run.partition(" ")
+    # The real prober stops a hopeless round early and says so after the reason.
+    assert given in (reason, f"{reason} (early verdict)"), given
+
+
+@then(step("pingu removes the route of {name:Word} before the reset script starts"))
+def route_removed_before_script(world: LabWorld, name: str) -> None:
+    (run,) = world.script_runs(name)
+    assert run.startswith("route=absent "), f"the script saw pingu's route of {name}: {run}"
+    lines = world.pingu.log_lines()
+    removed = next(i for i, line in enumerate(lines) if f" {name} up -> down: " in line)
+    started = next(i for i, line in enumerate(lines) if f" {name}: started reset script " in line)
+    assert "route metric" in lines[removed]
+    assert removed < started
 
 
 @then(step("no script runs"))
