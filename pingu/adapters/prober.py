@@ -200,7 +200,7 @@ class _Round:
         for timer in self.timers:
             timer.cancel()
         self.loop.remove_reader(self.sock.fileno())
-        self.sock.close()
+        close_off_loop(self.sock)
 
     def log_echoes(self) -> None:
         """One debug line per echo (`pingu run -v`): its reply time, or why it counts as lost."""
@@ -354,6 +354,18 @@ def interface_ipv4(name: str) -> str | None:
     return socket.inet_ntoa(answer[20:24])  # ifr_addr: family, port, then the address
 
 
+def close_off_loop(sock: socket.socket) -> None:
+    """Close a packet socket on a worker thread: the kernel waits for an RCU grace period
+    when a bound packet socket is released (8 to 16 ms measured here), which must not stall
+    the event loop once per round. Outside a running loop it is closed at once."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        sock.close()
+        return
+    loop.run_in_executor(None, sock.close)
+
+
 def open_packet_socket(
     name: str, ifindex: int, protocol: int, program: Sequence[Insn], *, timestamps: bool = True
 ) -> socket.socket:
@@ -407,5 +419,5 @@ async def resolve_gateway(name: str, source: str, gateway: str, timeout_ms: floa
                 if reply is not None and reply.sender_ip == gateway:
                     return reply.sender_mac
     finally:
-        sock.close()
+        close_off_loop(sock)
     raise UplinkUnusable(f"ARP: no answer from {gateway} on {name}")

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+import threading
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from scapy.layers.l2 import ARP
 
 from pingu.adapters import icmp_packets as pk
 from pingu.adapters.icmp_packets import Echo, Insn, Outcome, RoundMatcher, attach_filter
-from pingu.adapters.prober import PacketProber, kernel_time_ns
+from pingu.adapters.prober import PacketProber, close_off_loop, kernel_time_ns
 from pingu.domain.commands import StartProbe
 
 LOCAL, T1, T2, GW = "100.64.1.2", "203.0.113.10", "203.0.113.11", "100.64.1.1"
@@ -361,3 +362,26 @@ def test_a_vanished_uplink_fails_at_once() -> None:
     result = asyncio.run(PacketProber().run_round(probe(uplink="wan9", ifindex=2**31 - 1)))
     assert result.error == f"wan9: no interface #{2**31 - 1}"
     assert all(t.sent == 0 for t in result.targets)
+
+
+def test_packet_sockets_are_closed_off_the_event_loop() -> None:
+    """Releasing a bound packet socket waits for an RCU grace period in the kernel."""
+    closed_on: list[int] = []
+
+    class Recorder:
+        def close(self) -> None:
+            closed_on.append(threading.get_ident())
+
+    async def scenario() -> int:
+        close_off_loop(Recorder())  # type: ignore[arg-type]
+        for _ in range(200):
+            if closed_on:
+                break
+            await asyncio.sleep(0.005)
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(scenario())
+    assert closed_on
+    assert closed_on[0] != loop_thread
+    close_off_loop(Recorder())  # type: ignore[arg-type]  # no loop: closed at once, here
+    assert closed_on[1] == threading.get_ident()
