@@ -557,9 +557,11 @@ def scaling(ctx: Context) -> Result:
             "others' rounds. Each size is cut at the same phases (spread evenly over the "
             "period, aligned on the first echo of wan1's rounds), so the medians compare "
             "directly; what differs is pingu's share (decisive timeout to route gone), which "
-            "grows with the work on its single event loop: at 32 uplinks x 5 echoes/s, a "
-            "verbose run showed finished rounds waiting in the decider's queue for tens of "
-            "ms, up to ~100 ms, behind other uplinks' results. CPU per uplink: "
+            "grows with the work on its single event loop (32 uplinks x 5 echoes/s, their "
+            "replies and verdicts). Each round's packet socket is closed on a worker thread, "
+            "since the kernel's release of a bound packet socket waits 8-16 ms for an RCU "
+            "grace period; on the loop, that wait once per round stalled every other "
+            "uplink's results by tens of ms at 32 uplinks. CPU per uplink: "
             + ", ".join(f"{n}: {per_uplink[n]:.3f} %" for n in per_uplink)
             + " (each round opens a packet socket, attaches its filter and runs timers in "
             "Python).",
