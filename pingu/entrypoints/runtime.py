@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -64,7 +65,7 @@ class _Reload:
 
 
 # Settings read once at start-up: a reload that changes them is told to restart instead.
-_RESTART_ONLY = ("proto", "control_socket", "control_group", "metrics")
+_RESTART_ONLY = ("proto", "state_file", "control_socket", "control_group", "metrics")
 
 
 @dataclass
@@ -221,7 +222,6 @@ class Daemon:
             log.info("state file %s: saved in another boot, gateways not reused", where)
         if taken:
             log.info("state file %s: adopted %s", where, "; ".join(taken))
-        self._saved = None
 
     def _state_document(self) -> dict[str, object]:
         saved = self.core.saved_state(self._mono0)
@@ -286,10 +286,10 @@ class Daemon:
             log.warning("config: %s", warning)
         if changed:
             log.warning("reload: %s take effect at the next restart", ", ".join(changed))
+            # Until then the running values stay, so that what is shown is what is in use.
+            config = dataclasses.replace(config, **{k: getattr(self.config, k) for k in changed})
         old = {u.name for u in self.config.uplinks}
         new = {u.name for u in config.uplinks}
-        if config.state_file != self.config.state_file:
-            self._saved = None
         self.config = config
         await self._execute_all(self.core.reconfigure(config, self.clock.monotonic()))
         log.info(

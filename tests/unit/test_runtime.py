@@ -429,3 +429,35 @@ def test_a_round_abandoned_for_a_new_gateway_is_cancelled() -> None:
         await asyncio.wait_for(task, 10)
 
     asyncio.run(scenario())
+
+
+def test_reload_keeps_restart_only_settings_until_a_restart(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="pingu")
+    path = tmp_path / "config.json"
+    first = {"host": "192.0.2.9", "state_file": None, "interfaces": {"wan1": {"metric": 100}}}
+    path.write_text(json.dumps(first))
+    cfg = load_config(path)
+
+    async def scenario() -> Daemon:
+        daemon, table = daemon_with(cfg, config_path=str(path))
+        task = asyncio.create_task(daemon.run())
+        for _ in range(200):
+            if table.calls:
+                break
+            await asyncio.sleep(0.01)
+        moved = {**first, "state_file": str(tmp_path / "s.json"), "metrics": 9100}
+        moved["interfaces"] = {"wan1": {"metric": 100, "count": 7}}
+        path.write_text(json.dumps(moved))
+        daemon.request_reload()
+        for _ in range(200):
+            if daemon.config.uplinks[0].count == 7:
+                break
+            await asyncio.sleep(0.01)
+        daemon.request_stop()
+        await asyncio.wait_for(task, 10)
+        return daemon
+
+    daemon = asyncio.run(scenario())
+    assert daemon.config.uplinks[0].count == 7
+    assert (daemon.config.state_file, daemon.config.metrics) == (None, None)
+    assert "reload: state_file, metrics take effect at the next restart" in caplog.text
