@@ -276,7 +276,9 @@ def test_forged_and_duplicated_replies_do_not_count(
     assert forged == {"source": 5, "ident": 5, "cookie": 5, "genuine": 10}
     assert (target.sent, target.received) == (5, 5)
     diagnostics = prober.last_round["wan1"]
-    assert diagnostics.duplicates == 5
+    # The last echo's copy may come after its first reply ended the round: it is then not
+    # read at all. Every earlier copy is read, and counted as a duplicate, not a reply.
+    assert diagnostics.duplicates in (4, 5)
     # Wrong source and wrong cookie pass the kernel filter and are ignored in Python; the
     # wrong identifiers never leave the kernel.
     assert diagnostics.ignored == 10
