@@ -101,6 +101,16 @@ async def run_until(daemon: Daemon, done: Callable[[], bool], limit_s: float = 5
     await asyncio.wait_for(task, 10)
 
 
+async def running(daemon: Daemon, table: FakeRouteTable) -> asyncio.Task[None]:
+    """The daemon started, once it has made its first change to the table (or after 5 s)."""
+    task = asyncio.create_task(daemon.run())
+    for _ in range(500):
+        if table.calls:
+            break
+        await asyncio.sleep(0.01)
+    return task
+
+
 def make(
     results: list[RoundResult | Exception], refuse: set[Route] | None = None
 ) -> tuple[Daemon, FakeRouteTable, FakeProber, FakeScripts]:
@@ -260,11 +270,7 @@ def test_reload_applies_a_good_file_and_rejects_a_bad_one(tmp_path, caplog) -> N
 
     async def scenario() -> None:
         daemon, table = daemon_with(cfg, config_path=str(path))
-        task = asyncio.create_task(daemon.run())
-        for _ in range(200):
-            if table.calls:
-                break
-            await asyncio.sleep(0.01)
+        task = await running(daemon, table)
         path.write_text(json.dumps({"host": "192.0.2.9", "interfaces": {"wan1": {"metric": 7}}}))
         daemon.request_reload()
         for _ in range(200):
@@ -381,11 +387,7 @@ def test_sigusr1_logs_every_uplink(caplog: pytest.LogCaptureFixture) -> None:
 
     async def scenario() -> None:
         daemon, table, _, _ = make([])
-        task = asyncio.create_task(daemon.run())
-        for _ in range(500):
-            if table.calls:
-                break
-            await asyncio.sleep(0.01)
+        task = await running(daemon, table)
         daemon.log_state()
         daemon.request_stop()
         await asyncio.wait_for(task, 10)
@@ -440,11 +442,7 @@ def test_reload_keeps_restart_only_settings_until_a_restart(tmp_path, caplog) ->
 
     async def scenario() -> Daemon:
         daemon, table = daemon_with(cfg, config_path=str(path))
-        task = asyncio.create_task(daemon.run())
-        for _ in range(200):
-            if table.calls:
-                break
-            await asyncio.sleep(0.01)
+        task = await running(daemon, table)
         moved = {**first, "state_file": str(tmp_path / "s.json"), "metrics": 9100}
         moved["interfaces"] = {"wan1": {"metric": 100, "count": 7}}
         path.write_text(json.dumps(moved))
