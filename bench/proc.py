@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -79,18 +80,20 @@ def cpu_share(before: Usage, after: Usage) -> CpuShare:
     return CpuShare(wall, ticks, exact)
 
 
-class Sampler:
-    """Reads a process's usage every ``every`` seconds on a thread, until stopped or the
-    process is gone."""
+class _Periodic:
+    """Calls ``sample()`` every ``every`` seconds on a thread, from entering the block until
+    it ends or the process is gone."""
 
-    def __init__(self, pid: int, every: float) -> None:
+    def __init__(self, pid: int, every: float, name: str) -> None:
         self.pid = pid
         self.every = every
-        self.samples: list[Usage] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"sample {pid}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{name} {pid}", daemon=True)
 
-    def __enter__(self) -> Sampler:
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -101,11 +104,22 @@ class Sampler:
     def _run(self) -> None:
         while True:
             try:
-                self.samples.append(usage(self.pid))
+                self.sample()
             except (FileNotFoundError, ProcessLookupError):
                 return
             if self._stop.wait(self.every):
                 return
+
+
+class Sampler(_Periodic):
+    """A process's usage, read every ``every`` seconds."""
+
+    def __init__(self, pid: int, every: float) -> None:
+        super().__init__(pid, every, "sample")
+        self.samples: list[Usage] = []
+
+    def sample(self) -> None:
+        self.samples.append(usage(self.pid))
 
 
 def wait_quiet(pid: int, quiet_for: float, timeout: float, step: float = 0.25) -> float:
@@ -129,29 +143,13 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-class FdPeak:
+class FdPeak(_Periodic):
     """The most file descriptors a process held at once while the block ran (sampled
     every ``every`` seconds on a thread)."""
 
     def __init__(self, pid: int, every: float = 0.02) -> None:
-        self.pid = pid
-        self.every = every
+        super().__init__(pid, every, "fds")
         self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"fds {pid}", daemon=True)
 
-    def __enter__(self) -> FdPeak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, open_fds(self.pid))
-            except (FileNotFoundError, ProcessLookupError):
-                return
-            self._stop.wait(self.every)
+    def sample(self) -> None:
+        self.peak = max(self.peak, open_fds(self.pid))
