@@ -3,7 +3,6 @@ this process (or its main thread) out of the root namespace."""
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 from collections.abc import Callable
@@ -25,7 +24,7 @@ def in_namespace(ns: str, make: Callable[[], T]) -> T:
 
     def work() -> None:
         try:
-            _enter(ns)
+            _netns.enter_thread(ns)
             box["value"] = make()
         except BaseException as error:  # handed to the caller below
             failure.append(error)
@@ -38,17 +37,6 @@ def in_namespace(ns: str, make: Callable[[], T]) -> T:
     if failure:
         raise failure[0]
     return box["value"]
-
-
-def _enter(ns: str) -> None:
-    """Move the calling thread into ``ns``, and prove it did."""
-    fd = _netns.open_netns(ns)
-    try:
-        _netns.setns(fd)
-    finally:
-        os.close(fd)
-    if os.stat("/proc/thread-self/ns/net").st_ino != os.stat(_netns.netns_path(ns)).st_ino:
-        raise RuntimeError(f"this thread did not enter namespace {ns}")
 
 
 def udp_sink(ns: str, address: str, port: int) -> socket.socket:

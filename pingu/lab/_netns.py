@@ -43,6 +43,13 @@ def enter(name: str) -> None:
         os.close(fd)
 
 
+def enter_thread(name: str) -> None:
+    """Move the calling thread (only) into the named network namespace, and prove it did."""
+    enter(name)
+    if os.stat("/proc/thread-self/ns/net").st_ino != os.stat(netns_path(name)).st_ino:
+        raise RuntimeError(f"this thread did not enter namespace {name}")
+
+
 def die_with_parent(parent_pid: int | None) -> None:
     """Ask the kernel to SIGTERM this process when its parent goes, so that a helper
     never outlives a lab whose owner was killed without running its cleanup."""

@@ -110,7 +110,7 @@ class NamespaceLoop:
 
     def _main(self) -> None:
         try:
-            enter_namespace(self.ns)
+            _netns.enter_thread(self.ns)
         except BaseException as error:  # never run anything in the root namespace
             self._entered.set_exception(error)
             return
@@ -123,17 +123,6 @@ class NamespaceLoop:
 
     def run(self, work: Coroutine[Any, Any, T], timeout: float = SCENARIO_TIMEOUT) -> T:
         return self.start(work).result(timeout)
-
-
-def enter_namespace(ns: str) -> None:
-    """Move the calling thread into namespace ``ns``, and prove it did."""
-    fd = _netns.open_netns(ns)
-    try:
-        _netns.setns(fd)
-    finally:
-        os.close(fd)
-    if os.stat("/proc/thread-self/ns/net").st_ino != os.stat(_netns.netns_path(ns)).st_ino:
-        raise RuntimeError(f"this thread is not in namespace {ns}")
 
 
 def run_in_namespace(ns: str, work: Coroutine[Any, Any, T]) -> T:
