@@ -7,7 +7,15 @@ import os
 import stat
 from pathlib import Path
 
-from pingu.domain.config import SCRIPT_KEYS, Config, build_config, join_path
+from pingu.domain.config import (
+    SCRIPT_KEYS,
+    Config,
+    build_config,
+    join_path,
+    normalized_keys,
+    script_argv,
+    script_text_problem,
+)
 from pingu.domain.errors import ConfigError, ConfigProblem
 
 
@@ -122,15 +130,17 @@ def _duplicate_keys(value: object, path: str) -> list[ConfigProblem]:
 
 def _script_problems(raw: object) -> list[ConfigProblem]:
     """Filesystem checks of every absolute script path the file names."""
-    interfaces = raw.get("interfaces") if isinstance(raw, dict) else None
+    top = normalized_keys(raw, ("interfaces",)) if isinstance(raw, dict) else {}
+    interfaces = top.get("interfaces")
     if not isinstance(interfaces, dict):
         return []
     problems: list[ConfigProblem] = []
     for name, settings in interfaces.items():
         for key in SCRIPT_KEYS:
-            script = settings.get(key) if isinstance(settings, dict) else None
-            if isinstance(script, str) and script.startswith("/") and "\0" not in script:
-                why = script_problem(script)
+            given = normalized_keys(settings, SCRIPT_KEYS) if isinstance(settings, dict) else {}
+            script = given.get(key)
+            if isinstance(script, str) and "\0" not in script and not script_text_problem(script):
+                why = script_problem(script_argv(script)[0])
                 if why is not None:
                     path = join_path(join_path("interfaces", str(name)), key)
                     problems.append(ConfigProblem(path, script, why))

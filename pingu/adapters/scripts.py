@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shlex
 
 from pingu.domain.commands import RunScript
 
@@ -29,7 +30,7 @@ class SubprocessScriptRunner:
         env = {**os.environ, **dict(script.env)}
         try:
             process = await asyncio.create_subprocess_exec(
-                script.script,
+                *script.argv,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -43,7 +44,7 @@ class SubprocessScriptRunner:
             "%s: started %s script %s (pid %d): %s",
             script.uplink,
             script.kind,
-            script.script,
+            shlex.join(script.argv) if script.args else script.script,
             process.pid,
             script.reason,
         )

@@ -71,6 +71,11 @@ class RunScript:
     env: tuple[tuple[str, str], ...]
     kind: str = RESET
     timeout_s: float = 60.0
+    args: tuple[str, ...] = ()  # the arguments given after the script's path
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return (self.script, *self.args)
 
 
 @dataclass(frozen=True)

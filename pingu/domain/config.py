@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import math
+import shlex
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TypeVar
@@ -171,6 +172,19 @@ def join_path(parent: str, key: str | int) -> str:
     return f"{parent}.{key}" if parent else key
 
 
+def normalized_keys(obj: dict[object, object], known: tuple[str, ...]) -> dict[object, object]:
+    """`obj` with each key that names a known key only once spaces are stripped renamed to
+    it (unless that key is also given)."""
+    fixed: dict[object, object] = {}
+    for key, value in obj.items():
+        spaced = isinstance(key, str) and key not in known and key.strip() in known
+        if spaced and isinstance(key, str) and key.strip() not in obj:
+            fixed[key.strip()] = value
+        else:
+            fixed[key] = value
+    return fixed
+
+
 def build_config(raw: object) -> Config:
     """Validate parsed JSON and build the Config; raise ConfigError with every problem."""
     return _Builder().build(raw)
@@ -261,6 +275,38 @@ def _ifname_problem(name: str) -> str | None:
     return None
 
 
+# What only a shell would make of a command line: pingu runs scripts without one.
+_SHELL_CHARACTERS = "|&;<>()$`*?[]\n"
+
+
+def script_argv(text: str) -> tuple[str, ...]:
+    """The argv of a validated script setting: `/usr/local/sbin/reset-modem wwan0` is the
+    program and one argument, split as a shell would split words (quotes, backslashes),
+    but with no shell: nothing is expanded or interpolated."""
+    return tuple(shlex.split(text))
+
+
+def script_text_problem(text: str) -> str | None:
+    """Why `text` cannot be run as a script with arguments without a shell, or None."""
+    needs_shell = sorted({c for c in text if c in _SHELL_CHARACTERS})
+    if needs_shell:
+        shown = " ".join(repr(c) for c in needs_shell)
+        return (
+            f"contains {shown}, which needs a shell (pipes, variables, ';', redirections, "
+            "globs); pingu runs scripts without a shell: put the command in a script of its "
+            "own and name that script here"
+        )
+    try:
+        argv = shlex.split(text)
+    except ValueError as error:
+        return f"cannot be split into a program and its arguments: {error}"
+    if not argv or any(word.startswith(("~", "#")) for word in argv):
+        return "must be the absolute path of an executable (starting with '/'), then its arguments"
+    if not argv[0].startswith("/"):
+        return "must start with the absolute path of an executable (starting with '/')"
+    return None
+
+
 def _target_problem(text: str) -> str | None:
     """Why `text` cannot be a probe target, or None."""
     try:
@@ -303,6 +349,7 @@ class _Builder:
         if not isinstance(raw, dict):
             self.problem("", raw, "the configuration must be a JSON object")
             raise ConfigError(self.problems)
+        raw = self.spaced_keys(raw, "", _TOP_KEYS)
         self.unknown_keys(raw, "", _TOP_KEYS, _UPLINK_KEYS, "an interface setting")
         proto = self.proto(raw)
         initial_state = self.choice(raw, "initial_state", InitialState.UP)
@@ -344,6 +391,24 @@ class _Builder:
             metrics=metrics,
             warnings=tuple(self.warnings),
         )
+
+    def spaced_keys(
+        self, obj: dict[object, object], path: str, known: tuple[str, ...]
+    ) -> dict[object, object]:
+        """`obj` with keys such as "reset_script_grace_period " (the seed README's trailing
+        space) read as the key they name, each with a warning; py-pingu ignored them."""
+        fixed = normalized_keys(obj, known)
+        for key in obj:
+            if not isinstance(key, str) or key in known or key.strip() not in known:
+                continue
+            where = join_path(path, key.strip())
+            if key.strip() in obj:
+                continue  # given twice: reported as an unknown key, with the right one named
+            self.warnings.append(
+                f"{join_path(path, key)!r} read as {where} (py-pingu ignored the key because of "
+                "the spaces around its name, and used its default)"
+            )
+        return fixed
 
     def unknown_keys(
         self,
@@ -537,6 +602,12 @@ class _Builder:
                 "interfaces", interfaces, "required: an object mapping interface names to settings"
             )
             return None
+        interfaces = {
+            name: self.spaced_keys(settings, join_path("interfaces", str(name)), _UPLINK_KEYS)
+            if isinstance(settings, dict)
+            else settings
+            for name, settings in interfaces.items()
+        }
         without_host = [
             name
             for name, settings in interfaces.items()
@@ -568,11 +639,11 @@ class _Builder:
         metric = self.metric(settings, path)
         count = self.integer(settings, path, "count", default=5)
         max_lost = self.integer(settings, path, "max_lost", default=2, lo=0)
-        if count is not None and max_lost is not None and max_lost >= count:
+        if count is not None and max_lost is not None and max_lost > count:
             self.problem(
                 join_path(path, "max_lost"),
                 max_lost,
-                f"must be less than count ({count}): with max_lost >= count no round can fail",
+                f"must be at most count ({count}); max_lost = count means any reply passes",
             )
         max_delay = self.number(settings, path, "max_delay", 1000.0, strictly_positive=True)
         period = (
@@ -672,12 +743,13 @@ class _Builder:
         value = settings.get(key)
         if value is None:
             return None
-        if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
-            self.problem(
-                join_path(path, key),
-                value,
-                "must be the absolute path of an executable (starting with '/')",
-            )
+        rule = "must be the absolute path of an executable (starting with '/'), then its arguments"
+        if not isinstance(value, str) or "\0" in value:
+            self.problem(join_path(path, key), value, rule)
+            return None
+        why = script_text_problem(value)
+        if why is not None:
+            self.problem(join_path(path, key), value, why)
             return None
         return value
 

@@ -19,7 +19,7 @@ from pingu.domain.commands import (
     StartProbe,
     StateChanged,
 )
-from pingu.domain.config import Config, InitialState, UplinkConfig, WhenAllDown
+from pingu.domain.config import Config, InitialState, UplinkConfig, WhenAllDown, script_argv
 from pingu.domain.events import (
     Event,
     LinkChanged,
@@ -490,7 +490,7 @@ class Core:
             return []
         kind = UP_HOOK if up else DOWN_HOOK
         env = (*self._script_env(uplink, kind, reason), ("PINGU_OLD_STATE", old.value))
-        return [RunScript(uplink.name, script, reason, env, kind, self.config.script_timeout)]
+        return [self._run(uplink, script, reason, env, kind)]
 
     # -- scripts -------------------------------------------------------------------------
 
@@ -505,7 +505,14 @@ class Core:
         uplink.last_script_at = now
         uplink.script_running = True
         env = self._script_env(uplink, RESET, reason)
-        return [RunScript(uplink.name, script, reason, env, RESET, self.config.script_timeout)]
+        return [self._run(uplink, script, reason, env, RESET)]
+
+    def _run(
+        self, uplink: Uplink, text: str, reason: str, env: tuple[tuple[str, str], ...], kind: str
+    ) -> RunScript:
+        path, *args = script_argv(text)
+        timeout = self.config.script_timeout
+        return RunScript(uplink.name, path, reason, env, kind, timeout, tuple(args))
 
     def _script_env(self, uplink: Uplink, kind: str, reason: str) -> tuple[tuple[str, str], ...]:
         gateway = uplink.lease.gateway if uplink.lease and uplink.lease.gateway else ""

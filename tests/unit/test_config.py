@@ -20,6 +20,7 @@ from pingu.domain.config import (
     effective_settings,
     join_path,
     round_seconds,
+    script_argv,
 )
 from pingu.domain.errors import ConfigError, ConfigProblem
 
@@ -211,12 +212,28 @@ def test_interface_names_follow_the_kernel_rules(name, ok):
 # --- unknown keys ----------------------------------------------------------------------
 
 
-def test_unknown_key_with_trailing_space_suggests_the_real_one():
-    problem = only_problem(with_uplink(**{"reset_script_grace_period ": 60}))
+def test_key_with_a_trailing_space_is_read_as_the_key_it_names_with_a_warning():
+    # The seed README's own example has "reset_script_grace_period " (py-pingu ignored it).
+    config = build_config(with_uplink(**{"reset_script_grace_period ": 60}))
+    assert config.uplinks[0].reset_script_grace_period == 60.0
+    (warning,) = config.warnings
+    assert "'interfaces.wan1.reset_script_grace_period ' read as" in warning
+    assert "interfaces.wan1.reset_script_grace_period (py-pingu ignored" in warning
+
+
+def test_key_with_spaces_beside_the_same_key_is_an_error_that_names_both():
+    problem = only_problem(
+        with_uplink(**{"reset_script_grace_period ": 60, "reset_script_grace_period": 5})
+    )
     assert problem.path == "interfaces.wan1.reset_script_grace_period "
-    assert problem.value == 60
     assert "did you mean 'reset_script_grace_period'?" in problem.rule
     assert "spaces" in problem.rule
+
+
+def test_top_level_key_with_spaces_is_read_too():
+    config = build_config({" host": "192.0.2.1", "interfaces ": {"wan1": {"metric": 1}}})
+    assert config.uplinks[0].targets == ("192.0.2.1",)
+    assert len(config.warnings) == 2
 
 
 def test_unknown_key_in_other_case_suggests_the_real_one():
@@ -408,18 +425,24 @@ def test_top_period_is_checked_and_inherited():
     assert build_config(minimal(period=30)).uplinks[0].period == 30.0
 
 
-def test_max_lost_must_be_less_than_count():
-    problem = only_problem(with_uplink(count=3, max_lost=3))
+def test_max_lost_must_be_at_most_count():
+    problem = only_problem(with_uplink(count=3, max_lost=4))
     assert problem == ConfigProblem(
         "interfaces.wan1.max_lost",
-        3,
-        "must be less than count (3): with max_lost >= count no round can fail",
+        4,
+        "must be at most count (3); max_lost = count means any reply passes",
     )
     assert build_config(with_uplink(count=3, max_lost=2)).uplinks[0].max_lost == 2
 
 
+def test_max_lost_equal_to_count_means_any_reply_passes():
+    # It worked in py-pingu: a round with no reply at all still fails (see test_verdict).
+    assert build_config(with_uplink(count=3, max_lost=3)).uplinks[0].max_lost == 3
+
+
 def test_max_lost_default_is_checked_against_a_small_count():
-    assert paths(with_uplink(count=2)) == ["interfaces.wan1.max_lost"]
+    assert paths(with_uplink(count=1)) == ["interfaces.wan1.max_lost"]
+    assert build_config(with_uplink(count=2)).uplinks[0].max_lost == 2
 
 
 def test_two_interfaces_with_the_same_metric_are_an_error():
@@ -430,11 +453,52 @@ def test_two_interfaces_with_the_same_metric_are_an_error():
     assert "one default route per metric" in problem.rule
 
 
-@pytest.mark.parametrize("script", ["reset.sh", "", 5, "/bin/a\0b"])
+@pytest.mark.parametrize("script", ["reset.sh", "", 5, "/bin/a\0b", "  ", "reset.sh /x", "~/r"])
 def test_reset_script_must_be_an_absolute_path(script):
     problem = only_problem(with_uplink(reset_script=script))
     assert problem.path == "interfaces.wan1.reset_script"
     assert "absolute" in problem.rule
+
+
+@pytest.mark.parametrize(
+    ("text", "argv"),
+    [
+        ("/usr/local/sbin/reset-modem wwan0", ("/usr/local/sbin/reset-modem", "wwan0")),
+        ("/sbin/reset  'my modem' \"x y\"", ("/sbin/reset", "my modem", "x y")),
+        ("/sbin/reset", ("/sbin/reset",)),
+        ("/sbin/reset a\\ b", ("/sbin/reset", "a b")),
+    ],
+)
+def test_a_script_with_arguments_is_split_into_argv_without_a_shell(text, argv):
+    uplink = build_config(with_uplink(reset_script=text)).uplinks[0]
+    assert uplink.reset_script == text
+    assert script_argv(text) == argv
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("/sbin/reset | logger", "'|'"),
+        ("/sbin/reset $IFACE", "'$'"),
+        ("/sbin/reset; reboot", "';'"),
+        ("/sbin/reset > /tmp/log", "'>'"),
+        ("/sbin/reset 2>&1", "'&' '>'"),
+        ("/sbin/reset `id`", "'`'"),
+        ("/sbin/reset *.conf", "'*'"),
+        ('/sbin/reset "$(id)"', "'$' '(' ')'"),
+    ],
+)
+def test_a_script_that_needs_a_shell_is_refused_with_a_way_out(text, shown):
+    problem = only_problem(with_uplink(up_script=text))
+    assert problem.path == "interfaces.wan1.up_script"
+    assert f"contains {shown}, which needs a shell" in problem.rule
+    assert "put the command in a script of its own" in problem.rule
+
+
+@pytest.mark.parametrize("text", ["/sbin/reset 'unclosed", "/sbin/reset #comment"])
+def test_a_script_that_cannot_be_split_is_refused(text):
+    problem = only_problem(with_uplink(down_script=text))
+    assert problem.path == "interfaces.wan1.down_script"
 
 
 def test_null_reset_script_means_none():
@@ -446,7 +510,7 @@ def test_all_problems_are_reported_at_once():
         "proto": 0,
         "host": "nope",
         "interfaces": {
-            "wan1": {"metric": 1, "count": 0, "reset_script_grace_period ": 5},
+            "wan1": {"metric": 1, "count": 0, "reset_script_grace_peroid": 5},
             "wan2": {"metric": 1, "max_delay": -1},
             "bad name": {"metric": 7},
         },
@@ -454,7 +518,7 @@ def test_all_problems_are_reported_at_once():
     assert paths(raw) == [
         "proto",
         "host",
-        "interfaces.wan1.reset_script_grace_period ",
+        "interfaces.wan1.reset_script_grace_peroid",
         "interfaces.wan1.count",
         "interfaces.wan2.metric",
         "interfaces.wan2.max_delay",
