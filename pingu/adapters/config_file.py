@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -31,6 +32,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     problems.extend(_script_problems(raw))
     if problems or config is None:
         raise ConfigError(problems)
+    if config.gateways_file is not None:
+        # py-pingu's relative "./gw.json" is relative to the directory pingu starts in.
+        config = dataclasses.replace(config, gateways_file=os.path.abspath(config.gateways_file))
     return config
 
 

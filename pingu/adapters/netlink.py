@@ -23,8 +23,10 @@ from pingu.domain.events import (
     LinkVanished,
     RouteAppeared,
     RouteVanished,
+    TableSnapshot,
 )
-from pingu.domain.model import Route
+from pingu.domain.model import MAIN_TABLE, Route, RouteAttributes
+from pingu.domain.ports import Resync, RouteChangeFailed
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,9 @@ DUMP_ATTEMPTS = 5
 RESYNC_PAUSE_S = 0.2
 RESYNC_PAUSE_MAX_S = 5.0
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
+NLM_F_REPLACE = 0x100
+RTNH_F_ONLINK = 0x4
+_RTAX_PREFIX = "RTAX_"
 _NLMSG_TYPE = 4  # offset of nlmsghdr.nlmsg_type (u16, host byte order)
 _RTM_DST_LEN = 16 + 1  # after the 16-byte nlmsghdr: rtmsg.rtm_family, then rtm_dst_len
 _KEEP_ALL = 0xFFFFFFFF
@@ -72,10 +77,6 @@ class Message(Protocol):
     def get(self, key: Any, default: Any = None) -> Any: ...
 
     def __getitem__(self, key: str) -> Any: ...
-
-
-class RouteChangeFailed(Exception):
-    """The kernel refused a route change; the message says which and why."""
 
 
 @dataclass
@@ -119,7 +120,8 @@ def own_address(msg: Message) -> str:
 
 
 def route_of(msg: Message, names: Callable[[int], str | None]) -> Route | None:
-    """An IPv4 default route message as a domain Route; None for anything pingu ignores."""
+    """An IPv4 default route message as a domain Route, with every attribute a restore
+    needs (source, onlink, route metrics); None for anything pingu ignores."""
     if msg.get("family") != socket.AF_INET or msg.get("dst_len") != 0:
         return None
     oif = msg.get("oif")
@@ -134,11 +136,35 @@ def route_of(msg: Message, names: Callable[[int], str | None]) -> Route | None:
         table=int(msg.get("table") or msg.get("rtm_table") or 0),
         dst_len=0,
         scope=int(msg.get("scope") or 0),
+        tos=int(msg.get("tos") or 0),
+        attributes=route_attributes(msg),
     )
 
 
+def route_attributes(msg: Message) -> RouteAttributes:
+    """RTA_PREFSRC, RTNH_F_ONLINK and RTA_METRICS (`mtu`, `advmss`, `initcwnd`, `lock`...)."""
+    metrics: list[tuple[str, int]] = []
+    nested = msg.get("metrics")
+    for name, value in nested.get("attrs", []) if nested is not None else []:
+        if isinstance(name, str) and name.startswith(_RTAX_PREFIX) and isinstance(value, int):
+            metrics.append((name.removeprefix(_RTAX_PREFIX).lower(), value))
+    prefsrc = msg.get("prefsrc")
+    return RouteAttributes(
+        prefsrc=str(prefsrc) if prefsrc else None,
+        onlink=bool(int(msg.get("flags") or 0) & RTNH_F_ONLINK),
+        metrics=tuple(sorted(metrics)),
+    )
+
+
+def was_replaced(msg: Message) -> bool:
+    """Whether a RTM_NEWROUTE notification tells of a route that took another's place."""
+    header = msg.get("header") or {}
+    return bool(int(header.get("flags", 0)) & NLM_F_REPLACE)
+
+
 def route_spec(route: Route) -> dict[str, Any]:
-    """The exact netlink key of a route, so a change touches that route and no other."""
+    """The exact netlink key of a route, with its attributes, so that a change touches that
+    route and no other (the kernel matches source and metrics too when deleting)."""
     spec: dict[str, Any] = {
         "dst": "0.0.0.0/0",
         "oif": route.ifindex,
@@ -148,8 +174,17 @@ def route_spec(route: Route) -> dict[str, Any]:
         "scope": route.scope,
         "family": socket.AF_INET,
     }
+    if route.tos:
+        spec["tos"] = route.tos
     if route.gateway is not None:
         spec["gateway"] = route.gateway
+    attributes = route.attributes
+    if attributes.prefsrc is not None:
+        spec["prefsrc"] = attributes.prefsrc
+    if attributes.onlink:
+        spec["flags"] = RTNH_F_ONLINK
+    if attributes.metrics:
+        spec["metrics"] = {_RTAX_PREFIX + name.upper(): value for name, value in attributes.metrics}
     return spec
 
 
@@ -188,16 +223,17 @@ class NetlinkRouteTable:
         info = self._links.get(ifindex)
         return info.ifname if info else None
 
-    async def snapshot(self) -> list[Event]:
-        """Links (with their IPv4 address) then default routes: the state to reconcile."""
+    async def snapshot(self, *, initial: bool = False) -> TableSnapshot:
+        """Links (with their IPv4 address) and the default routes of table main, read in one
+        go: the state to reconcile. The kernel filters the route dump by table."""
         for attempt in range(1, DUMP_ATTEMPTS + 1):
             try:
-                return await self._dump()
+                return await self._dump(initial)
             except NetlinkDumpInterrupted:
                 log.debug("netlink dump interrupted (attempt %d), dumping again", attempt)
-        return await self._dump()
+        return await self._dump(initial)
 
-    async def _dump(self) -> list[Event]:
+    async def _dump(self, initial: bool) -> TableSnapshot:
         ipr = await self._request_socket()
         addresses: dict[int, str] = {}
         async for msg in await ipr.addr("dump", family=socket.AF_INET):
@@ -208,28 +244,35 @@ class NetlinkRouteTable:
             info.address = addresses.get(info.ifindex)
             links[info.ifindex] = info
         self._links, self._addresses = links, addresses
-        events: list[Event] = [info.event() for info in links.values()]
-        async for msg in await ipr.route("dump", family=socket.AF_INET):
+        routes: list[Route] = []
+        # An explicit (empty) dump_filter sends `table` to the kernel (strict checking),
+        # instead of matching it in Python over every route of every table.
+        dump = await ipr.route("dump", dump_filter={}, family=socket.AF_INET, table=MAIN_TABLE)
+        async for msg in dump:
             route = route_of(msg, self.name_of)
             if route is not None:
-                events.append(RouteAppeared(route))
-        return events
+                routes.append(route)
+        return TableSnapshot(tuple(i.event() for i in links.values()), tuple(routes), initial)
 
-    async def events(self) -> AsyncIterator[Event]:
-        """Subscribe, dump, then follow changes; on overflow or error, start over."""
+    async def events(self) -> AsyncIterator[Event | Resync]:
+        """Subscribe, ask for a full read (Resync), then follow changes; on overflow or
+        error, start over."""
         pause = RESYNC_PAUSE_S
         while True:
             monitor = self._socket()
             try:
                 await monitor.bind(groups=MONITOR_GROUPS)
                 attach_filter(monitor.socket, monitor_filter())
-                for event in await self.snapshot():
-                    yield event
+                yield Resync()
                 pause = RESYNC_PAUSE_S
                 while True:
                     async for msg in monitor.get():
                         for event in self._translate(msg):
                             yield event
+                        if msg.get("event") == "RTM_DELADDR":
+                            # The kernel flushes the routes through a deleted address
+                            # without a RTM_DELROUTE: read the table again.
+                            yield Resync()
             except OSError as error:
                 if error.errno == errno.ENOBUFS:
                     log.warning(
@@ -253,7 +296,9 @@ class NetlinkRouteTable:
             route = route_of(msg, self.name_of)
             if route is None:
                 return []
-            return [RouteAppeared(route) if kind == "RTM_NEWROUTE" else RouteVanished(route)]
+            if kind == "RTM_NEWROUTE":
+                return [RouteAppeared(route, replaced=was_replaced(msg))]
+            return [RouteVanished(route)]
         if kind == "RTM_NEWLINK":
             index = int(msg["index"])
             info = link_info(msg, self._addresses.get(index))

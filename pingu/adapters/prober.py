@@ -23,8 +23,12 @@ How a round works:
   minus CLOCK_REALTIME read immediately before ``sendto`` in the same callback: neither
   end includes the event loop's lag. (A wall-clock step during the round is detected and
   falls back to monotonic times; see :func:`icmp_packets.reply_delay_ms`.)
-- Targets are probed concurrently, ``count`` echoes each, ``interval_ms`` apart; a
-  target stops as soon as it has lost more than ``max_lost`` (early verdict).
+- Targets are probed concurrently, ``count`` echoes each, ``interval_ms`` apart. A target
+  stops as soon as its own verdict is certain (it lost more than ``max_lost``, or even the
+  worst the rest could bring keeps it passing), and the whole round stops as soon as its
+  quorum (``min_hosts_up``) is certain either way (early verdict; the rules are the
+  domain's, :func:`pingu.domain.verdict.target_outlook`). Echoes still in flight then are
+  reported as abandoned, not lost: nobody waited for them.
 - Everything runs on the event loop: non-blocking sockets, ``add_reader`` and timers;
   every socket is closed when its round ends.
 """
@@ -62,6 +66,7 @@ from pingu.adapters.icmp_packets import (
 )
 from pingu.domain.commands import StartProbe
 from pingu.domain.model import RoundResult, TargetResult
+from pingu.domain.verdict import Outlook, Tally, round_outlook, target_outlook
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +196,7 @@ class _Round:
                 received=run.ledger.received,
                 delays_ms=run.ledger.ordered_delays(),
                 error=run.error,
+                abandoned=run.ledger.in_flight,
             )
             for target, run in self.runs.items()
         )
@@ -236,16 +242,33 @@ class _Round:
                 break
         last_deadline = self.loop.time() + probe.timeout_ms / 1000 + SETTLE_SLACK_S
         await self._pause(run, last_deadline, until_settled=True)
-        if self._hopeless(ledger) and (len(ledger.sent) < probe.count or ledger.in_flight):
+        if self._decided(run) and (len(ledger.sent) < probe.count or ledger.in_flight):
             self.early = True
 
-    def _hopeless(self, ledger: TargetLedger) -> bool:
-        return ledger.lost > self.probe.max_lost
+    def _outlook(self, run: _TargetRun) -> Outlook:
+        ledger, probe = run.ledger, self.probe
+        unsent = 0 if run.error is not None else probe.count - len(ledger.sent)  # no more sends
+        tally = Tally(
+            received=ledger.received,
+            lost=ledger.lost,
+            remaining=unsent + ledger.in_flight,
+            delay_sum_ms=sum(ledger.delays_ms.values()),
+        )
+        return target_outlook(tally, probe.max_lost, probe.max_delay_ms, probe.timeout_ms)
+
+    def _decided(self, run: _TargetRun) -> bool:
+        """Whether this target need not go on: its own verdict is certain, or the round's."""
+        if not self.probe.decide_early:
+            return run.ledger.lost > self.probe.max_lost
+        if self._outlook(run) is not Outlook.OPEN:
+            return True
+        outlooks = [self._outlook(other) for other in self.runs.values()]
+        return round_outlook(outlooks, self.probe.min_hosts_up) is not Outlook.OPEN
 
     async def _pause(self, run: _TargetRun, until: float, *, until_settled: bool = False) -> bool:
         """Wait until ``until`` (or, ``until_settled``, until no echo is in flight);
-        False as soon as the target has lost too many echoes to pass."""
-        while not self._hopeless(run.ledger):
+        False as soon as the target need not go on (its verdict, or the round's, is certain)."""
+        while not self._decided(run):
             remaining = until - self.loop.time()
             if remaining <= 0 or (until_settled and not run.ledger.in_flight):
                 return True
@@ -274,7 +297,8 @@ class _Round:
         # the loop was busy: read it before calling the echo lost.
         self._drain()
         if run.ledger.expire(seq):
-            run.changed.set()
+            for each in self.runs.values():  # the round's quorum may be certain now
+                each.changed.set()
 
     def _drain(self) -> None:
         for _ in range(DRAIN_LIMIT):

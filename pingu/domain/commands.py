@@ -50,6 +50,9 @@ class StartProbe:
     timeout_ms: int
     max_lost: int
     round_id: int = 0
+    min_hosts_up: int = 1
+    max_delay_ms: float = float("inf")
+    decide_early: bool = True  # stop as soon as the verdict is certain (always, in the daemon)
 
 
 RESET = "reset"
@@ -107,6 +110,15 @@ class StateChanged:
 
 
 @dataclass(frozen=True)
+class TableRepaired:
+    """Report: the table differed from what pingu believed (a change it was never told of),
+    and what it does about it."""
+
+    uplink: str | None
+    what: str
+
+
+@dataclass(frozen=True)
 class LastResort:
     """Report: every uplink is down (`all_down`), or no longer; `kept` names the uplink whose
     route is kept anyway (`when_all_down: keep_best`), None when the box has no default route.
@@ -127,5 +139,6 @@ Command = (
     | RouteCaptured
     | RoundJudged
     | StateChanged
+    | TableRepaired
     | LastResort
 )

@@ -77,6 +77,8 @@ class Config:
     control_socket: str | None = DEFAULT_CONTROL_SOCKET
     control_group: str | None = None
     metrics: tuple[str, int] | None = None
+    gateways_file: str | None = None
+    table_check_interval: float | None = 10.0
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def uplink(self, name: str) -> UplinkConfig | None:
@@ -129,6 +131,8 @@ _TOP_KEYS = (
     "control_socket",
     "control_group",
     "metrics",
+    "gateways_file",
+    "table_check_interval",
     "interfaces",
 )
 SCRIPT_KEYS = ("reset_script", "up_script", "down_script")
@@ -220,6 +224,10 @@ def effective_settings(config: Config) -> dict[str, object]:
         "control_socket": config.control_socket,
         "control_group": config.control_group,
         "metrics": f"{config.metrics[0]}:{config.metrics[1]}" if config.metrics else None,
+        "gateways_file": config.gateways_file,
+        "table_check_interval": (
+            None if config.table_check_interval is None else _plain(config.table_check_interval)
+        ),
         "interfaces": {u.name: _uplink_settings(u) for u in config.uplinks},
     }
 
@@ -360,6 +368,12 @@ class _Builder:
         control_group = self.group(raw)
         script_timeout = self.number(raw, "", "script_timeout", 60.0, strictly_positive=True)
         metrics = self.metrics_address(raw)
+        gateways_file = self.gateways_file(raw)
+        table_check = (
+            self.number(raw, "", "table_check_interval", 10.0, strictly_positive=True)
+            if raw.get("table_check_interval", 10.0) is not None
+            else None
+        )
         top = _Top(
             targets=self.targets(raw["host"], "host") if "host" in raw else None,
             host_given="host" in raw,
@@ -389,6 +403,8 @@ class _Builder:
             control_socket=control_socket,
             control_group=control_group,
             metrics=metrics,
+            gateways_file=gateways_file,
+            table_check_interval=table_check,
             warnings=tuple(self.warnings),
         )
 
@@ -464,6 +480,16 @@ class _Builder:
             or "\0" in value
         ):
             self.problem(key, value, "must be an absolute file path, or null to do without")
+            return None
+        return value
+
+    def gateways_file(self, raw: dict[object, object]) -> str | None:
+        """py-pingu's file of last gateways: a path (relative: to the working directory)."""
+        value = raw.get("gateways_file")
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value or value.endswith("/") or "\0" in value:
+            self.problem("gateways_file", value, "must be a file path, or null to do without")
             return None
         return value
 

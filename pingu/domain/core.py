@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 from pingu.domain.commands import (
     DOWN_HOOK,
@@ -12,12 +13,14 @@ from pingu.domain.commands import (
     DeleteRoute,
     InstallRoute,
     LastResort,
+    RemoveRoute,
     RestoreRoute,
     RoundJudged,
     RouteCaptured,
     RunScript,
     StartProbe,
     StateChanged,
+    TableRepaired,
 )
 from pingu.domain.config import Config, InitialState, UplinkConfig, WhenAllDown, script_argv
 from pingu.domain.events import (
@@ -26,21 +29,29 @@ from pingu.domain.events import (
     LinkVanished,
     ProbeFinished,
     RouteAppeared,
+    RouteInstalled,
     RouteRefused,
     RouteVanished,
     ScriptFinished,
+    TableSnapshot,
     TimerFired,
 )
 from pingu.domain.health import Health, HealthState, Signal, step
 from pingu.domain.model import MAIN_TABLE, Lease, RoundResult, Route
-from pingu.domain.routes import own_route, route_diff
-from pingu.domain.state import SavedLease, SavedUplink
+from pingu.domain.routes import own_route
+from pingu.domain.state import SavedUplink
 from pingu.domain.verdict import Verdict, judge
 
 
 @dataclass
 class Uplink:
-    """What the core knows of one configured uplink; read-only outside this module."""
+    """What the core knows of one configured uplink; read-only outside this module.
+
+    Routes in the table that concern the uplink: `installed` is pingu's route serving it
+    (confirmed by the shell or seen in the table); `stale` are pingu's routes that must go
+    (an old gateway, an old metric, a duplicate); `lingering` are captured foreign routes
+    still in the table, deleted once pingu's replacement is in (or none is wanted).
+    """
 
     config: UplinkConfig
     health: HealthState
@@ -52,6 +63,8 @@ class Uplink:
     present_since: float | None = None
     lease: Lease | None = None
     installed: Route | None = None
+    stale: list[Route] = field(default_factory=list)
+    lingering: list[Route] = field(default_factory=list)
     probing: bool = False
     round_id: int = 0
     next_round_at: float = 0.0
@@ -75,7 +88,14 @@ class Uplink:
 
 
 class Core:
-    """The pure core of pingu: `handle(event, now)` returns commands, never performs them."""
+    """The pure core of pingu: `handle(event, now)` returns commands, never performs them.
+
+    Route changes are made before they break (DESIGN.md): routes to add go out at once; a
+    route that must go (pingu's old one, a captured one) waits until every route the core
+    asked for in the meantime is confirmed in the table (`RouteInstalled`) or refused
+    (`RouteRefused`), which the shell reports right after carrying the commands out. Scripts
+    wait with them: a failed uplink's route is gone before its reset script starts.
+    """
 
     def __init__(self, config: Config, now: float) -> None:
         self.config = config
@@ -83,6 +103,9 @@ class Core:
         self._by_index: dict[int, str] = {}
         self._kept: str | None = None  # the uplink kept as a last resort (keep_best)
         self._reported: tuple[bool, str | None] = (False, None)
+        self._pending: set[Route] = set()  # asked for, neither confirmed nor refused yet
+        self._orphans: list[Route] = []  # pingu's routes that belong to no uplink: to remove
+        self._held: list[RunScript] = []  # scripts waiting for the route changes before them
 
     def _new_uplink(self, config: UplinkConfig, now: float) -> Uplink:
         start = Health.UP if self.config.initial_state is InitialState.UP else Health.DOWN
@@ -94,10 +117,12 @@ class Core:
         """Apply `event` at monotonic time `now`; return what must be done, in order."""
         commands: list[Command] = []
         match event:
-            case RouteAppeared(route=route):
+            case RouteAppeared(route=route, replaced=replaced):
+                if replaced:
+                    commands += self._displaced_by(route)
                 commands += self._route_appeared(route, now)
             case RouteVanished(route=route):
-                commands += self._route_vanished(route)
+                self._route_vanished(route)
             case LinkChanged():
                 commands += self._link_changed(event, now)
             case LinkVanished(ifindex=ifindex, ifname=ifname):
@@ -107,24 +132,28 @@ class Core:
             case ScriptFinished(uplink=name, kind=kind):
                 if name in self.uplinks and kind == RESET:
                     self.uplinks[name].script_running = False
+            case RouteInstalled(route=route):
+                self._route_installed(route)
             case RouteRefused(route=route):
                 self._route_refused(route)
+            case TableSnapshot():
+                commands += self._snapshot(event, now)
             case TimerFired():
                 pass
-        commands += self._reconcile_all()
+        rounds = self._start_due_rounds(now)  # may judge a round at once (no carrier)
+        commands += self._settle()
         commands += self._report_last_resort()
-        commands += self._start_due_rounds(now)
-        return commands
+        return commands + rounds
 
     def reconfigure(self, config: Config, now: float) -> list[Command]:
         """Apply a reloaded configuration (same proto): drop, add and update uplinks.
 
-        A dropped uplink is left as pingu found it (captured route back, pingu's removed);
+        A dropped uplink is left as pingu found it (captured routes back, pingu's removed);
         an added one knows nothing until the shell feeds it a fresh snapshot of the table.
         """
         commands: list[Command] = []
         for name in [n for n in self.uplinks if config.uplink(n) is None]:
-            commands += self._release(self.uplinks.pop(name))
+            commands += self._release(self.uplinks.pop(name), at_stop=False)
         self.config = config
         for settings in config.uplinks:
             uplink = self.uplinks.get(settings.name)
@@ -135,23 +164,19 @@ class Core:
             uplink.next_round_at = min(uplink.next_round_at, now + settings.period)
         # The file's order is the order of the new configuration.
         self.uplinks = {u.name: self.uplinks[u.name] for u in config.uplinks}
-        commands += self._reconcile_all()
+        commands += self._settle()
         commands += self._report_last_resort()
         return commands
 
     # -- state that survives a restart --------------------------------------------------
 
-    def saved_state(self, now: float) -> dict[str, tuple[SavedLease | None, Health, float | None]]:
+    def saved_state(self, now: float) -> dict[str, SavedUplink]:
         """What a restart needs: leases, whether routed, seconds since the last reset."""
-        saved: dict[str, tuple[SavedLease | None, Health, float | None]] = {}
+        saved: dict[str, SavedUplink] = {}
         for uplink in self.uplinks.values():
-            lease = uplink.lease
-            kept = None
-            if lease is not None:
-                kept = SavedLease(lease.gateway, lease.metric, lease.proto, lease.scope)
             health = Health.UP if uplink.health.health.routed else Health.DOWN
             ago = None if uplink.last_script_at is None else now - uplink.last_script_at
-            saved[uplink.name] = (kept, health, ago)
+            saved[uplink.name] = SavedUplink(uplink.lease, health, ago)
         return saved
 
     def adopt_state(self, saved: dict[str, SavedUplink], now: float) -> list[str]:
@@ -163,7 +188,9 @@ class Core:
                 continue
             if entry.lease is not None:
                 lease = entry.lease
-                uplink.lease = Lease(lease.gateway, lease.metric, lease.proto, lease.scope)
+                # pingu's own routes are never put back as if they were captured.
+                captured = tuple(r for r in lease.captured if r.proto != self.config.proto)
+                uplink.lease = Lease(lease.gateway, captured, lease.attributes)
                 taken.append(f"{name}: gateway {lease.gateway or 'none (point-to-point)'}")
             if entry.health is not None:
                 uplink.health = HealthState(entry.health)
@@ -173,31 +200,59 @@ class Core:
                 taken.append(f"{name}: reset script ran {entry.reset_script_ago:.0f} s ago")
         return taken
 
+    def adopt_gateways(self, gateways: dict[str, str | None], now: float) -> list[str]:
+        """Take py-pingu's gateways file for uplinks that still know no gateway (after the
+        state file and the first snapshot). Such a gateway may be stale (another boot, an
+        old lease): its route waits until a round through it passes."""
+        taken: list[str] = []
+        for name, gateway in gateways.items():
+            uplink = self.uplinks.get(name)
+            if uplink is None or uplink.lease is not None:
+                continue
+            uplink.lease = Lease(gateway)
+            uplink.health = HealthState(Health.DOWN)
+            self._round_now(uplink, now)
+            taken.append(f"{name}: gateway {gateway or 'none (point-to-point)'}")
+        return taken
+
     def stop(self) -> list[Command]:
-        """Leave the table as if pingu had never run: captured routes back, pingu's gone."""
+        """Leave the table as if pingu had never run: captured routes back, pingu's gone.
+
+        The shell carries these out in order without reporting back: each captured route
+        is put back before pingu's route of the same uplink is removed."""
         commands: list[Command] = []
         for uplink in self.uplinks.values():
-            commands += self._release(uplink)
+            commands += self._release(uplink, at_stop=True)
+        commands += [RemoveRoute(route) for route in self._orphans]
+        self._orphans = []
         return commands
 
-    def _release(self, uplink: Uplink) -> list[Command]:
-        """Put the uplink's captured route back and remove pingu's."""
+    def _release(self, uplink: Uplink, *, at_stop: bool) -> list[Command]:
+        """Put the uplink's captured routes back, whole, and remove pingu's (once the
+        captured ones are in, unless pingu is stopping: then the order is enough)."""
         commands: list[Command] = []
         lease = uplink.lease
-        if lease is not None and uplink.ifindex is not None and lease.proto != self.config.proto:
-            captured = Route(
-                ifindex=uplink.ifindex,
-                ifname=uplink.name,
-                gateway=lease.gateway,
-                metric=lease.metric,
-                proto=lease.proto,
-                scope=lease.scope,
-            )
-            commands.append(RestoreRoute(captured))
-        if uplink.installed is not None:
-            commands += route_diff(uplink.installed, None)
-            uplink.installed = None
+        restore: list[Route] = []
+        if lease is not None and uplink.ifindex is not None:
+            in_table = set(uplink.lingering)
+            restore = [
+                dataclasses.replace(route, ifindex=uplink.ifindex, ifname=uplink.name)
+                for route in lease.captured
+            ]
+            restore = [route for route in restore if route not in in_table]
+        commands += [RestoreRoute(route) for route in restore]
+        mine = [*([uplink.installed] if uplink.installed else []), *uplink.stale]
+        uplink.installed, uplink.stale, uplink.lingering = None, [], []
+        if at_stop:
+            commands += [RemoveRoute(route) for route in mine]
+        else:
+            self._pending.update(restore)
+            self._orphans += mine
         return commands
+
+    def desired_routes(self) -> list[Route]:
+        """pingu's routes that should be in the table now, one per uplink that is wanted."""
+        return [r for u in self.uplinks.values() if (r := self._desired(u)) is not None]
 
     @property
     def all_down_state(self) -> tuple[bool, str | None]:
@@ -213,63 +268,113 @@ class Core:
 
     def _uplink_of(self, route: Route) -> Uplink | None:
         name = route.ifname or self._by_index.get(route.ifindex)
-        return self.uplinks.get(name) if name is not None else None
+        uplink = self.uplinks.get(name) if name is not None else None
+        if uplink is not None and uplink.ifindex not in (None, route.ifindex):
+            return None  # a route of the interface's previous incarnation
+        return uplink
 
     def _route_appeared(self, route: Route, now: float) -> list[Command]:
         if route.table != MAIN_TABLE or not route.is_default:
             return []
         uplink = self._uplink_of(route)
         if route.proto == self.config.proto:
-            return self._own_route_seen(uplink, route, now)
+            self._own_route_seen(uplink, route, now)
+            return []
         if uplink is None:
             return []
         return self._capture(uplink, route, now)
 
-    def _own_route_seen(self, uplink: Uplink | None, route: Route, now: float) -> list[Command]:
-        """A route with pingu's proto: adopt it if it is the uplink's, else it is stale."""
+    def _own_route_seen(self, uplink: Uplink | None, route: Route, now: float) -> None:
+        """A route with pingu's proto: adopt it if it is the uplink's, else it must go."""
+        if route in self._pending or route in self._orphans:
+            return  # one the core asked for: its confirmation tells the rest
         if uplink is None or route.metric != uplink.config.metric:
-            return list(route_diff(route, None))
-        if uplink.installed is not None and uplink.installed != route:
-            # Two pingu routes for one uplink (a leftover): keep the expected one.
-            return list(route_diff(route, None))
-        uplink.ifindex = route.ifindex if uplink.ifindex is None else uplink.ifindex
-        uplink.installed = route
+            self._orphans.append(route)
+            return
+        if route == uplink.installed or route in uplink.stale:
+            return
+        if uplink.ifindex is None:
+            uplink.ifindex = route.ifindex
+            self._by_index[route.ifindex] = uplink.name
         if uplink.lease is None:
             # Left by an earlier run of pingu: trust its gateway, and re-validate it now.
-            uplink.lease = Lease(route.gateway, route.metric, route.proto, route.scope)
+            uplink.lease = Lease(route.gateway, (), route.attributes)
             self._round_now(uplink, now)
-        return self._reconcile(uplink)
+        if uplink.installed is None and route == self._desired(uplink):
+            uplink.installed = route
+        else:
+            uplink.stale.append(route)  # a duplicate, or not wanted now
 
     def _capture(self, uplink: Uplink, route: Route, now: float) -> list[Command]:
-        """Learn the gateway of a foreign default route, put pingu's own in place, delete it."""
+        """Learn the gateway of a foreign default route; it goes once pingu's is in."""
         old = uplink.lease
-        uplink.lease = Lease(route.gateway, route.metric, route.proto, route.scope)
+        uplink.lease = (old or Lease(None)).with_capture(route)
         if uplink.ifindex != route.ifindex:
             self._forget_index(uplink)
             uplink.ifindex = route.ifindex
             self._by_index[route.ifindex] = uplink.name
+        if route not in uplink.lingering:
+            uplink.lingering.append(route)
         changed = old is None or old.gateway != route.gateway
-        commands: list[Command] = [RouteCaptured(uplink.name, route, changed)]
-        commands += self._reconcile(uplink)
-        commands.append(DeleteRoute(route))
         if changed:
             self._round_now(uplink, now)
+        return [RouteCaptured(uplink.name, route, changed)]
+
+    def _displaced_by(self, route: Route) -> list[Command]:
+        """`route` replaced whatever route held its slot, without any RTM_DELROUTE: if that
+        was pingu's, pingu's is gone (and goes back in beside it, by the next settle)."""
+        if route.table != MAIN_TABLE or not route.is_default:
+            return []
+        commands: list[Command] = []
+        for uplink in self.uplinks.values():
+            mine = uplink.installed
+            if mine is not None and mine.slot == route.slot and mine != route:
+                uplink.installed = None
+                commands.append(
+                    TableRepaired(
+                        uplink.name,
+                        f"pingu's {mine.describe()} was replaced by {route.describe()}; "
+                        "putting it back",
+                    )
+                )
+            uplink.stale = [r for r in uplink.stale if r.slot != route.slot or r == route]
+            uplink.lingering = [r for r in uplink.lingering if r.slot != route.slot or r == route]
+        self._orphans = [r for r in self._orphans if r.slot != route.slot or r == route]
         return commands
 
-    def _route_vanished(self, route: Route) -> list[Command]:
-        if route.table != MAIN_TABLE or not route.is_default or route.proto != self.config.proto:
-            return []
+    def _route_vanished(self, route: Route) -> None:
+        if route.table != MAIN_TABLE or not route.is_default:
+            return
         uplink = self._uplink_of(route)
-        if uplink is None or uplink.installed != route:
-            return []
-        uplink.installed = None
-        return self._reconcile(uplink)
+        self._orphans = [r for r in self._orphans if r != route]
+        if uplink is None:
+            return
+        if uplink.installed == route:
+            uplink.installed = None  # deleted by someone else: the next settle puts it back
+        uplink.stale = [r for r in uplink.stale if r != route]
+        uplink.lingering = [r for r in uplink.lingering if r != route]
+
+    def _route_installed(self, route: Route) -> None:
+        """The shell confirms that `route`, which the core asked for, is in the table."""
+        self._pending.discard(route)
+        if route.proto != self.config.proto:
+            return  # a captured route put back
+        uplink = self._uplink_of(route)
+        if uplink is None:
+            self._orphans.append(route)
+        elif route == self._desired(uplink):
+            if uplink.installed is not None and uplink.installed != route:
+                uplink.stale.append(uplink.installed)
+            uplink.installed = route
+        elif route != uplink.installed and route not in uplink.stale:
+            uplink.stale.append(route)  # no longer wanted by the time it was in
 
     def _route_refused(self, route: Route) -> None:
-        """Not in the table after all: the next reconcile (next verdict) tries again."""
+        """Not in the table after all: the next verdict tries again; meanwhile the captured
+        route it would have replaced stays."""
+        self._pending.discard(route)
         uplink = self._uplink_of(route)
-        if uplink is not None and uplink.installed == route:
-            uplink.installed = None
+        if uplink is not None and route.proto == self.config.proto:
             uplink.refused = route
 
     def _desired(self, uplink: Uplink) -> Route | None:
@@ -284,23 +389,73 @@ class Core:
             uplink.lease.gateway,
             uplink.config.metric,
             self.config.proto,
+            attributes=uplink.lease.attributes,
         )
 
-    def _reconcile(self, uplink: Uplink) -> list[Command]:
-        desired = self._desired(uplink)
-        if desired is not None and desired == uplink.refused:
-            desired = None
-        commands = route_diff(uplink.installed, desired)
-        uplink.installed = desired
-        return list(commands)
-
-    def _reconcile_all(self) -> list[Command]:
-        """Every uplink's route as it should be; all installs before any removal."""
-        commands: list[Command] = []
+    def _settle(self) -> list[Command]:
+        """Every uplink's routes as they should be: what must be added now; what must go
+        (and the scripts held back) once nothing asked for is awaiting confirmation."""
+        makes: list[Command] = []
         for uplink in self.uplinks.values():
-            commands += self._reconcile(uplink)
-        installs = [c for c in commands if isinstance(c, InstallRoute)]
-        return installs + [c for c in commands if not isinstance(c, InstallRoute)]
+            desired = self._desired(uplink)
+            mine = uplink.installed
+            if mine is not None and mine != desired and desired in (None, uplink.refused):
+                uplink.stale.append(mine)
+                uplink.installed = None
+            waiting = desired in (uplink.installed, uplink.refused) or desired in self._pending
+            if desired is not None and not waiting:
+                self._pending.add(desired)
+                makes.append(InstallRoute(desired))
+        if self._pending:
+            return makes
+        breaks: list[Command] = [RemoveRoute(route) for route in self._orphans]
+        self._orphans = []
+        for uplink in self.uplinks.values():
+            breaks += [RemoveRoute(route) for route in uplink.stale]
+            uplink.stale = []
+            desired = self._desired(uplink)
+            if uplink.lingering and (desired is None or uplink.installed == desired):
+                breaks += [DeleteRoute(route) for route in uplink.lingering]
+                uplink.lingering = []
+        held, self._held = self._held, []
+        return [*makes, *breaks, *held]
+
+    # -- the table as read in one go ------------------------------------------------------
+
+    def _snapshot(self, snapshot: TableSnapshot, now: float) -> list[Command]:
+        """Compare a full read of the table with what the core believes, and repair."""
+        commands: list[Command] = []
+        present = {link.ifindex for link in snapshot.links}
+        for link in snapshot.links:
+            commands += self._link_changed(link, now)
+        for uplink in list(self.uplinks.values()):
+            if uplink.ifindex is not None and uplink.ifindex not in present:
+                if not snapshot.initial:
+                    commands.append(TableRepaired(uplink.name, "interface gone"))
+                commands += self._link_vanished(uplink.ifindex, uplink.name, now)
+        defaults = {r for r in snapshot.routes if r.table == MAIN_TABLE and r.is_default}
+        self._orphans = [r for r in self._orphans if r in defaults]
+        for uplink in self.uplinks.values():
+            mine = uplink.installed
+            if mine is not None and mine not in defaults:
+                uplink.installed = None
+                commands.append(TableRepaired(uplink.name, f"pingu's {mine.describe()} is missing"))
+            uplink.stale = [r for r in uplink.stale if r in defaults]
+            uplink.lingering = [r for r in uplink.lingering if r in defaults]
+        for route in snapshot.routes:
+            owner = self._uplink_of(route)
+            unseen = (
+                not snapshot.initial
+                and owner is not None
+                and route.proto != self.config.proto
+                and route in defaults
+                and route not in owner.lingering
+            )
+            if unseen and owner is not None:
+                what = f"{route.describe()} was added without a notification: capturing it"
+                commands.append(TableRepaired(owner.name, what))
+            commands += self._route_appeared(route, now)
+        return commands
 
     # -- when every uplink is down ------------------------------------------------------
 
@@ -322,7 +477,11 @@ class Core:
         if not candidates:
             self._kept = None
             return None
-        best = min(candidates, key=lambda u: (_loss_ratio(u), u.config.metric))
+        # On a tie, the uplink whose route is still in the table stays: no route moves.
+        best = min(
+            candidates,
+            key=lambda u: (_loss_ratio(u), u.installed is None and not u.stale, u.config.metric),
+        )
         current = self.uplinks.get(self._kept) if self._kept else None
         if current is None or current not in candidates or _loss_ratio(best) < _loss_ratio(current):
             self._kept = best.name
@@ -370,13 +529,15 @@ class Core:
         uplink.carrier = event.carrier
         uplink.admin_up = event.admin_up
         uplink.point_to_point = event.point_to_point
+        if uplink.address != event.address:
+            uplink.refused = None  # a route refused for want of an address may go in now
         uplink.address = event.address
         if was_usable and not uplink.usable:
             reason = "carrier lost" if not event.carrier else "interface set down"
             commands += self._apply(uplink, Signal.LINK_LOST, reason, now)
         elif uplink.usable and not was_usable:
             self._round_now(uplink, now)
-        return commands + self._reconcile(uplink)
+        return commands
 
     def _link_vanished(self, ifindex: int, ifname: str, now: float) -> list[Command]:
         uplink = self.uplinks.get(ifname)
@@ -387,7 +548,9 @@ class Core:
         self._forget_index(uplink)
         uplink.ifindex = None
         uplink.present_since = None
-        uplink.installed = None  # the kernel removed every route of the deleted link
+        # The kernel removed every route of the deleted link.
+        uplink.installed, uplink.stale, uplink.lingering = None, [], []
+        self._pending = {r for r in self._pending if r.ifindex != ifindex}
         if was_usable:
             return self._apply(uplink, Signal.LINK_LOST, "interface deleted", now)
         return []
@@ -416,7 +579,7 @@ class Core:
         if uplink.lease is None:
             present_for = now - (uplink.present_since or now)
             if present_for >= uplink.config.period:
-                return self._maybe_reset(uplink, "no gateway learned", now)
+                return list(self._maybe_reset(uplink, "no gateway learned", now))
             return []
         if not uplink.usable:
             reason = "carrier down" if not uplink.carrier else "interface down"
@@ -438,6 +601,8 @@ class Core:
                 timeout_ms=cfg.timeout_ms,
                 max_lost=cfg.max_lost,
                 round_id=uplink.round_id,
+                min_hosts_up=cfg.min_hosts_up,
+                max_delay_ms=cfg.max_delay_ms,
             )
         ]
 
@@ -463,7 +628,7 @@ class Core:
         signal = Signal.PASS if verdict.passed else Signal.FAIL
         commands += self._apply(uplink, signal, verdict.reason, now)
         if not verdict.passed and uplink.health.health is Health.DOWN:
-            commands += self._maybe_reset(uplink, verdict.reason, now)
+            self._held += self._maybe_reset(uplink, verdict.reason, now)
         return commands
 
     def _apply(self, uplink: Uplink, signal: Signal, reason: str, now: float) -> list[Command]:
@@ -477,12 +642,11 @@ class Core:
             commands.append(
                 StateChanged(uplink.name, old.health.value, uplink.health.health.value, reason)
             )
-        commands += self._reconcile(uplink)
         if uplink.health.health.routed != old.health.routed:
-            commands += self._hook(uplink, old.health, reason)
+            self._held += self._hook(uplink, old.health, reason)
         return commands
 
-    def _hook(self, uplink: Uplink, old: Health, reason: str) -> list[Command]:
+    def _hook(self, uplink: Uplink, old: Health, reason: str) -> list[RunScript]:
         """The up_script or down_script of an uplink whose route came or went."""
         up = uplink.health.health.routed
         script = uplink.config.up_script if up else uplink.config.down_script
@@ -494,7 +658,7 @@ class Core:
 
     # -- scripts -------------------------------------------------------------------------
 
-    def _maybe_reset(self, uplink: Uplink, reason: str, now: float) -> list[Command]:
+    def _maybe_reset(self, uplink: Uplink, reason: str, now: float) -> list[RunScript]:
         """Run the reset script of a faulty uplink, at most once per grace period."""
         script = uplink.config.reset_script
         if script is None or uplink.script_running:
@@ -526,10 +690,10 @@ class Core:
         ]
         result = uplink.last_result
         if result is not None and result.targets:
-            sent = sum(t.sent for t in result.targets)
+            waited = sum(t.waited for t in result.targets)
             lost = sum(t.lost for t in result.targets)
             delays = [d for t in result.targets for d in t.delays_ms]
-            env.append(("PINGU_LOSS", f"{lost}/{sent}"))
+            env.append(("PINGU_LOSS", f"{lost}/{waited}"))
             env.append(("PINGU_DELAY_MS", f"{sum(delays) / len(delays):.1f}" if delays else ""))
         return tuple(env)
 
@@ -539,6 +703,6 @@ def _loss_ratio(uplink: Uplink) -> float:
     result = uplink.last_result
     if result is None or not result.targets:
         return 1.0
-    sent = sum(t.sent for t in result.targets)
+    waited = sum(t.waited for t in result.targets)
     lost = sum(t.lost for t in result.targets)
-    return lost / sent if sent else 1.0
+    return lost / waited if waited else 1.0

@@ -9,9 +9,12 @@ from pingu.domain.model import RoundResult, Route
 
 @dataclass(frozen=True)
 class RouteAppeared:
-    """A route was added or changed in the kernel (or found by a dump)."""
+    """A route was added or changed in the kernel. `replaced`: it was added with
+    NLM_F_REPLACE and took the place of the route of the same slot (table, tos, metric),
+    of which the kernel sends no RTM_DELROUTE."""
 
     route: Route
+    replaced: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,31 @@ class ScriptFinished:
 
 
 @dataclass(frozen=True)
+class RouteInstalled:
+    """The shell's report that a route the core asked for (InstallRoute, RestoreRoute) is
+    in the table now: what waited for it (a captured route's deletion, the old route of a
+    new gateway) can go."""
+
+    route: Route
+
+
+@dataclass(frozen=True)
 class RouteRefused:
-    """The kernel refused to install one of pingu's routes (e.g. gateway not on-link)."""
+    """The kernel refused to install a route the core asked for (e.g. gateway not on-link)."""
 
     route: Route
     reason: str
+
+
+@dataclass(frozen=True)
+class TableSnapshot:
+    """Every link and every default route of table main, read in one go: at start-up, after
+    an overflow of the event stream, and periodically. The core compares it with what it
+    believes and repairs the differences (`initial`: the first one, nothing to repair)."""
+
+    links: tuple[LinkChanged, ...]
+    routes: tuple[Route, ...]
+    initial: bool = False
 
 
 Event = (
@@ -81,5 +104,7 @@ Event = (
     | ProbeFinished
     | TimerFired
     | ScriptFinished
+    | RouteInstalled
     | RouteRefused
+    | TableSnapshot
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MAIN_TABLE = 254
 SCOPE_UNIVERSE = 0
@@ -10,53 +10,102 @@ SCOPE_LINK = 253
 
 
 @dataclass(frozen=True)
+class RouteAttributes:
+    """What a route carries besides its key and gateway, and what a DHCP/PPP set-up relies
+    on: the preferred source address, `onlink` (a gateway outside the uplink's subnet, as on
+    cloud VMs with a /32), and the route metrics such as `mtu`, `advmss` or `initcwnd`
+    (sorted (name, value) pairs). pingu's own route copies them from the captured one."""
+
+    prefsrc: str | None = None
+    onlink: bool = False
+    metrics: tuple[tuple[str, int], ...] = ()
+
+    def describe(self) -> str:
+        words = [f"src {self.prefsrc}"] if self.prefsrc else []
+        words += [f"{name} {value}" for name, value in self.metrics]
+        words += ["onlink"] if self.onlink else []
+        return " ".join(words)
+
+
+NO_ATTRIBUTES = RouteAttributes()
+
+
+@dataclass(frozen=True)
 class Route:
-    """An IPv4 route as pingu sees it; `gateway` None means a gateway-less (scope link) route."""
+    """An IPv4 route as pingu sees it; `gateway` None means a gateway-less (scope link) route.
+
+    `ifname` is a label only: the interface is `ifindex` (equal routes may be named or not).
+    """
 
     ifindex: int
-    ifname: str | None
+    ifname: str | None = field(compare=False)
     gateway: str | None
     metric: int
     proto: int
     table: int = MAIN_TABLE
     dst_len: int = 0
     scope: int = SCOPE_UNIVERSE
+    tos: int = 0
+    attributes: RouteAttributes = NO_ATTRIBUTES
 
     @property
     def is_default(self) -> bool:
         return self.dst_len == 0
 
+    @property
+    def slot(self) -> tuple[int, int, int]:
+        """What the kernel keeps one route of, unless told to append: (table, tos, metric).
+        A route added with NLM_F_REPLACE takes the place of the route in the same slot."""
+        return (self.table, self.tos, self.metric)
+
     def describe(self) -> str:
         via = f"via {self.gateway} " if self.gateway else ""
-        return (
+        text = (
             f"default {via}dev {self.ifname or f'#{self.ifindex}'} "
             f"proto {self.proto} metric {self.metric}"
         )
+        extra = self.attributes.describe()
+        return f"{text} {extra}" if extra else text
 
 
 @dataclass(frozen=True)
 class Lease:
-    """What pingu learned from a captured route: the gateway and the route's own attributes."""
+    """What pingu learned of an uplink's gateway: the gateway, the attributes its own route
+    copies, and every foreign default route it was learned from (captured: deleted from the
+    table while pingu manages the uplink, put back whole when it stops)."""
 
     gateway: str | None
-    metric: int
-    proto: int
-    scope: int = SCOPE_UNIVERSE
+    captured: tuple[Route, ...] = ()
+    attributes: RouteAttributes = NO_ATTRIBUTES
+
+    def with_capture(self, route: Route) -> Lease:
+        """This lease after capturing `route`: its gateway and attributes are now the
+        uplink's; it replaces a captured route of the same slot (a DHCP renewal)."""
+        kept = tuple(r for r in self.captured if r.slot != route.slot)
+        return Lease(route.gateway, (*kept, route), route.attributes)
 
 
 @dataclass(frozen=True)
 class TargetResult:
-    """The echoes of one round to one target."""
+    """The echoes of one round to one target. `abandoned` echoes were sent but not waited
+    for (the round was decided before their timeout): neither lost nor answered."""
 
     target: str
     sent: int
     received: int
     delays_ms: tuple[float, ...] = ()
     error: str | None = None
+    abandoned: int = 0
 
     @property
     def lost(self) -> int:
-        return self.sent - self.received
+        """Echoes whose timeout passed without a reply."""
+        return self.sent - self.received - self.abandoned
+
+    @property
+    def waited(self) -> int:
+        """Echoes waited for to the end: answered or lost."""
+        return self.sent - self.abandoned
 
     @property
     def average_ms(self) -> float | None:

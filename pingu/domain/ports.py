@@ -6,8 +6,18 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from pingu.domain.commands import RunScript, StartProbe
-from pingu.domain.events import Event
+from pingu.domain.events import Event, TableSnapshot
 from pingu.domain.model import RoundResult, Route
+
+
+class RouteChangeFailed(Exception):
+    """The route table port's error: the kernel refused a route change (the message says
+    which and why)."""
+
+
+class Resync:
+    """From the route table's event stream: it (re)started and events may have been lost
+    (an overflow): the shell reads the whole table and gives the core a TableSnapshot."""
 
 
 class Clock(Protocol):
@@ -19,12 +29,12 @@ class Clock(Protocol):
 class RouteTable(Protocol):
     """The kernel's routing table, as pingu is allowed to touch it."""
 
-    async def snapshot(self) -> list[Event]:
-        """The links and IPv4 default routes of table main, as events."""
+    async def snapshot(self, *, initial: bool = False) -> TableSnapshot:
+        """The links and IPv4 default routes of table main, read in one go."""
         ...
 
-    def events(self) -> AsyncIterator[Event]:
-        """Route and link changes as they happen (with a resync after an overflow)."""
+    def events(self) -> AsyncIterator[Event | Resync]:
+        """Route and link changes as they happen; Resync when a full read is needed."""
         ...
 
     async def install(self, route: Route) -> None: ...

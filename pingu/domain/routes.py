@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 from pingu.domain.commands import InstallRoute, RemoveRoute
-from pingu.domain.model import MAIN_TABLE, SCOPE_LINK, SCOPE_UNIVERSE, Route
+from pingu.domain.model import (
+    MAIN_TABLE,
+    NO_ATTRIBUTES,
+    SCOPE_LINK,
+    SCOPE_UNIVERSE,
+    Route,
+    RouteAttributes,
+)
 
 
-def own_route(ifindex: int, ifname: str, gateway: str | None, metric: int, proto: int) -> Route:
-    """pingu's default route for an uplink: via its gateway, or scope link without one."""
+def own_route(
+    ifindex: int,
+    ifname: str,
+    gateway: str | None,
+    metric: int,
+    proto: int,
+    *,
+    attributes: RouteAttributes = NO_ATTRIBUTES,
+) -> Route:
+    """pingu's default route for an uplink: via its gateway, or scope link without one,
+    carrying the attributes of the route it was learned from (source, onlink, MTU...)."""
     return Route(
         ifindex=ifindex,
         ifname=ifname,
@@ -17,7 +33,13 @@ def own_route(ifindex: int, ifname: str, gateway: str | None, metric: int, proto
         table=MAIN_TABLE,
         dst_len=0,
         scope=SCOPE_UNIVERSE if gateway else SCOPE_LINK,
+        attributes=attributes if gateway else _without_onlink(attributes),
     )
+
+
+def _without_onlink(attributes: RouteAttributes) -> RouteAttributes:
+    """`onlink` qualifies a gateway: a route without one has nothing to qualify."""
+    return RouteAttributes(attributes.prefsrc, False, attributes.metrics)
 
 
 def route_diff(installed: Route | None, desired: Route | None) -> list[InstallRoute | RemoveRoute]:

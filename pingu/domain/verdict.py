@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 
 from pingu.domain.config import UplinkConfig
 from pingu.domain.model import RoundResult, TargetResult
@@ -20,7 +22,9 @@ def judge_target(result: TargetResult, uplink: UplinkConfig) -> Verdict:
     """One target passes with at least one reply, lost <= max_lost, average < max_delay."""
     if result.error is not None and result.received == 0:
         return Verdict(False, f"{result.target}: {result.error}")
-    tally = f"{result.lost}/{result.sent} lost"
+    tally = f"{result.lost}/{result.waited} lost"
+    if result.abandoned:
+        tally += f" (+{result.abandoned} not waited for)"
     if result.received == 0:
         return Verdict(False, f"{result.target}: {tally}, no reply")
     if result.lost > uplink.max_lost:
@@ -47,3 +51,52 @@ def judge(result: RoundResult, uplink: UplinkConfig) -> Verdict:
         return Verdict(passed >= uplink.min_hosts_up, details + early)
     quorum = f"{passed}/{len(verdicts)} targets up (min_hosts_up {uplink.min_hosts_up})"
     return Verdict(passed >= uplink.min_hosts_up, f"{quorum}: {details}{early}")
+
+
+class Outlook(Enum):
+    """Where a target, or a round, stands while its echoes are still out."""
+
+    OPEN = "open"
+    PASSES = "passes"
+    FAILS = "fails"
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A target's echoes so far: `remaining` are still to be sent or in flight."""
+
+    received: int
+    lost: int
+    remaining: int
+    delay_sum_ms: float
+
+
+def target_outlook(tally: Tally, max_lost: int, max_delay_ms: float, timeout_ms: float) -> Outlook:
+    """The target's verdict when it is certain, whatever the remaining echoes bring.
+
+    It fails once it has lost more than `max_lost`. It passes once even the worst that can
+    come (every remaining echo lost, or answered just before its timeout) keeps at least one
+    reply, at most `max_lost` lost and an average delay under `max_delay`.
+    """
+    if tally.lost > max_lost:
+        return Outlook.FAILS
+    if tally.received == 0:
+        return Outlook.FAILS if tally.remaining == 0 else Outlook.OPEN
+    average = tally.delay_sum_ms / tally.received
+    if tally.remaining == 0:
+        return Outlook.PASSES if average < max_delay_ms else Outlook.FAILS
+    if tally.lost + tally.remaining > max_lost:
+        return Outlook.OPEN
+    slow = (tally.delay_sum_ms + tally.remaining * timeout_ms) / (tally.received + tally.remaining)
+    return Outlook.PASSES if max(average, slow) < max_delay_ms else Outlook.OPEN
+
+
+def round_outlook(targets: Sequence[Outlook], min_hosts_up: int) -> Outlook:
+    """The round's verdict once its quorum is certain: `min_hosts_up` targets pass, or so
+    many fail that the quorum cannot be reached."""
+    needed = min(min_hosts_up, len(targets))
+    if sum(t is Outlook.PASSES for t in targets) >= needed:
+        return Outlook.PASSES
+    if sum(t is Outlook.FAILS for t in targets) > len(targets) - needed:
+        return Outlook.FAILS
+    return Outlook.OPEN

@@ -17,7 +17,7 @@ from typing import Any
 
 from pingu import __version__
 from pingu.adapters.config_file import load_config
-from pingu.adapters.netlink import RouteChangeFailed
+from pingu.adapters.gateways_file import gateways_document, parse_gateways
 from pingu.adapters.state_file import boot_id
 from pingu.adapters.systemd import Notifier, watchdog_interval
 from pingu.domain.commands import (
@@ -33,6 +33,7 @@ from pingu.domain.commands import (
     RunScript,
     StartProbe,
     StateChanged,
+    TableRepaired,
 )
 from pingu.domain.config import Config, OnExit
 from pingu.domain.core import Core, Uplink
@@ -40,12 +41,21 @@ from pingu.domain.errors import ConfigError
 from pingu.domain.events import (
     Event,
     ProbeFinished,
+    RouteInstalled,
     RouteRefused,
     ScriptFinished,
     TimerFired,
 )
 from pingu.domain.model import RoundResult, TargetResult
-from pingu.domain.ports import Clock, Prober, RouteTable, ScriptRunner, StateStore
+from pingu.domain.ports import (
+    Clock,
+    Prober,
+    Resync,
+    RouteChangeFailed,
+    RouteTable,
+    ScriptRunner,
+    StateStore,
+)
 from pingu.domain.state import StateError, parse_state, state_document
 from pingu.entrypoints.containers import Adapters
 from pingu.entrypoints.operations import StartupError, operations
@@ -54,6 +64,9 @@ log = logging.getLogger("pingu")
 
 STOP_TIMEOUT_S = 5.0
 MONITOR_RESTART_S = 1.0
+# Reports of routes added lead to more changes (a captured route deleted once pingu's is
+# in); the core needs two levels at most; anything deeper is a defect, cut and logged.
+MAX_REPORT_DEPTH = 8
 
 
 class _Stop:
@@ -65,7 +78,14 @@ class _Reload:
 
 
 # Settings read once at start-up: a reload that changes them is told to restart instead.
-_RESTART_ONLY = ("proto", "state_file", "control_socket", "control_group", "metrics")
+_RESTART_ONLY = (
+    "proto",
+    "state_file",
+    "control_socket",
+    "control_group",
+    "metrics",
+    "gateways_file",
+)
 
 
 @dataclass
@@ -75,6 +95,7 @@ class UplinkCounters:
     rounds: int = 0
     echoes_sent: int = 0
     echoes_lost: int = 0
+    echoes_abandoned: int = 0
     state_changes: int = 0
     reset_script_runs: int = 0
     route_changes: int = 0
@@ -95,6 +116,7 @@ class Daemon:
         clock: Clock,
         *,
         state_store: StateStore | None = None,
+        gateways_store: StateStore | None = None,
         config_path: str | None = None,
         wall: Callable[[], float] = time.time,
         boot: str = "",
@@ -106,9 +128,10 @@ class Daemon:
         self.scripts = scripts
         self.clock = clock
         self.state_store = state_store
+        self.gateways = _Kept(gateways_store, "gateways file")
         self.config_path = config_path
         self.core = Core(config, clock.monotonic())
-        self.queue: asyncio.Queue[Event | _Stop | _Reload] = asyncio.Queue()
+        self.queue: asyncio.Queue[Event | Resync | _Stop | _Reload] = asyncio.Queue()
         self._workers: set[asyncio.Task[None]] = set()
         self._hook_locks: dict[str, asyncio.Lock] = {}
         self._rounds: dict[str, asyncio.Task[None]] = {}
@@ -153,15 +176,53 @@ class Daemon:
     async def _start_up(self) -> None:
         """Capture what the table holds now, so READY=1 means routes are in pingu's hands."""
         try:
-            snapshot = await self.route_table.snapshot()
+            snapshot = await self.route_table.snapshot(initial=True)
         except Exception:
             log.exception("start-up: could not read the table; waiting for the monitor's dump")
-            snapshot = []
-        for event in snapshot:
-            await self._execute_all(self.core.handle(event, self.clock.monotonic()))
+        else:
+            await self._execute_all(self.core.handle(snapshot, self.clock.monotonic()))
+        await self._adopt_gateways_file()
         self._save_state()
         self._status_line = self._status_summary()
         self.notifier.ready(self._status_line)
+        log.info("ready: %s", self._status_line)
+
+    async def _adopt_gateways_file(self) -> None:
+        """py-pingu's gateways file, for uplinks that still know no gateway."""
+        store, where = self.gateways.store, self.config.gateways_file
+        if store is None:
+            return
+        try:
+            gateways = parse_gateways(store.read())
+        except StateError as error:
+            log.warning("gateways file %s ignored: %s", where, error)
+            return
+        taken = self.core.adopt_gateways(gateways, self.clock.monotonic())
+        if taken:
+            log.info(
+                "gateways file %s: took %s (routed once a round through them passes)",
+                where,
+                "; ".join(taken),
+            )
+            await self._execute_all(self.core.handle(TimerFired(), self.clock.monotonic()))
+
+    async def _check_table(self, why: str) -> None:
+        """Read the whole table and let the core repair what differs from its beliefs.
+
+        Done on the decider itself, so that no change of pingu's runs while the table is
+        read (a read older than pingu's last change would look like a difference)."""
+        try:
+            snapshot = await self.route_table.snapshot()
+        except Exception as error:
+            log.warning("table check (%s) failed: %s", why, error)
+            return
+        log.debug(
+            "table check (%s): %d links, %d default routes",
+            why,
+            len(snapshot.links),
+            len(snapshot.routes),
+        )
+        await self._execute_all(self.core.handle(snapshot, self.clock.monotonic()))
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 from the event loop itself: a stalled loop stops it, and systemd acts."""
@@ -194,6 +255,7 @@ class Daemon:
         if self._saving is not None:
             with contextlib.suppress(Exception):
                 await self._saving
+        await self.gateways.settled()
         self._save_state(final=True)
         if self.config.on_exit is OnExit.KEEP:
             log.info("stopped: pingu's routes kept in place (on_exit: keep)")
@@ -228,7 +290,9 @@ class Daemon:
         return state_document(saved, self._boot, self._wall0)
 
     def _save_state(self, final: bool = False) -> None:
-        """Write the state file when what it holds changed (off the loop, one write at a time)."""
+        """Write the state file (and the gateways file) when what they hold changed."""
+        leases = {name: u.lease for name, u in self.core.uplinks.items()}
+        self.gateways.save(gateways_document(leases), final=final)
         store = self.state_store
         if store is None:
             return
@@ -299,13 +363,7 @@ class Daemon:
             ", ".join(sorted(new - old)) or "none",
             ", ".join(sorted(old - new)) or "none",
         )
-        try:
-            snapshot = await self.route_table.snapshot()
-        except Exception:
-            log.exception("reload: could not read the table; new uplinks wait for events")
-            return
-        for event in snapshot:
-            await self._execute_all(self.core.handle(event, self.clock.monotonic()))
+        await self._check_table("reload: new uplinks")
 
     async def _monitor(self) -> None:
         while True:
@@ -319,11 +377,14 @@ class Daemon:
             await asyncio.sleep(MONITOR_RESTART_S)
 
     async def _decide(self) -> None:
+        check_at = self._next_check()
         while True:
-            deadline = self.core.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - self.clock.monotonic())
+            due = [t for t in (self.core.next_deadline(), check_at) if t is not None]
+            timeout = max(0.0, min(due) - self.clock.monotonic()) if due else None
             try:
-                item = await asyncio.wait_for(self.queue.get(), timeout)
+                item: Event | Resync | _Stop | _Reload = await asyncio.wait_for(
+                    self.queue.get(), timeout
+                )
             except TimeoutError:
                 item = TimerFired()
             if isinstance(item, _Stop):
@@ -332,24 +393,56 @@ class Daemon:
                 self.notifier.reloading("reloading the configuration")
                 await self._reload()
                 self.notifier.ready(self._status_line)
+            elif isinstance(item, Resync):
+                await self._check_table("the route monitor (re)started")
+                check_at = self._next_check()
             else:
                 log.debug("event %s", item)
                 await self._execute_all(self.core.handle(item, self.clock.monotonic()))
+            if check_at is not None and self.clock.monotonic() >= check_at:
+                await self._check_table("periodic")
+                check_at = self._next_check()
             self._save_state()
             self._report_status()
 
-    async def _execute_all(self, commands: list[Command], stopping: bool = False) -> None:
+    def _next_check(self) -> float | None:
+        interval = self.config.table_check_interval
+        return None if interval is None else self.clock.monotonic() + interval
+
+    async def _execute_all(
+        self, commands: list[Command], stopping: bool = False, depth: int = 0
+    ) -> None:
+        """Carry out `commands` in order; then tell the core which routes it asked for are
+        in the table now (or were refused), and carry out what it answers, at once."""
         self._told = self._decisions(commands)
+        reports: list[RouteInstalled | RouteRefused] = []
         for command in commands:
             self._count(command)
+            added = command.route if isinstance(command, InstallRoute | RestoreRoute) else None
             try:
                 await self._execute(command, stopping)
             except RouteChangeFailed as error:
                 log.error("route change refused by the kernel: %s", error)
-                if isinstance(command, InstallRoute) and not stopping:
-                    self.queue.put_nowait(RouteRefused(command.route, str(error)))
-            except Exception:
+                if added is not None:
+                    reports.append(RouteRefused(added, str(error)))
+                continue
+            except Exception as error:
                 log.exception("could not carry out %s", command)
+                if added is not None:
+                    reports.append(RouteRefused(added, str(error)))
+                continue
+            if added is not None:
+                reports.append(RouteInstalled(added))
+        if stopping or not reports:
+            return
+        if depth >= MAX_REPORT_DEPTH:
+            log.error("route reports still leading to changes after %d levels: stopped", depth)
+            return
+        follow: list[Command] = []
+        for report in reports:
+            follow += self.core.handle(report, self.clock.monotonic())
+        if follow:
+            await self._execute_all(follow, stopping, depth + 1)
 
     async def _execute(self, command: Command, stopping: bool) -> None:
         match command:
@@ -408,6 +501,8 @@ class Daemon:
                 )
             case LastResort(all_down=False):
                 log.warning("uplinks back: no longer all down")
+            case TableRepaired(uplink=uplink, what=what):
+                log.warning("%s: table repaired: %s", uplink or "table", what)
             case _:
                 pass
 
@@ -475,6 +570,7 @@ class Daemon:
         counters = self._counters(probe.uplink)
         counters.echoes_sent += sum(t.sent for t in result.targets)
         counters.echoes_lost += sum(t.lost for t in result.targets)
+        counters.echoes_abandoned += sum(t.abandoned for t in result.targets)
         self.queue.put_nowait(ProbeFinished(probe.uplink, result, probe.round_id))
 
     async def _script(self, script: RunScript) -> None:
@@ -580,6 +676,7 @@ def _target_status(target: TargetResult) -> dict[str, object]:
         "address": target.target,
         "sent": target.sent,
         "lost": target.lost,
+        "abandoned": target.abandoned,
         "avg_ms": round(sum(delays) / len(delays), 3) if delays else None,
         "max_ms": round(max(delays), 3) if delays else None,
     }
@@ -604,6 +701,9 @@ async def serve(config: Config, adapters: Adapters, config_path: str | None = No
         adapters.scripts(),
         adapters.clock(),
         state_store=adapters.state_store(config.state_file) if config.state_file else None,
+        gateways_store=(
+            adapters.state_store(config.gateways_file) if config.gateways_file else None
+        ),
         config_path=config_path,
         boot=boot_id(),
         # Taken out of the environment: scripts must not speak to systemd in pingu's name.
@@ -644,3 +744,51 @@ def run_daemon(config_path: str, verbose: bool = False) -> int:
         log.error("not started, no route touched: %s", error)
         return 1
     return 0
+
+
+class _Kept:
+    """A file pingu keeps up to date besides its state (py-pingu's gateways file): written
+    off the loop, one write at a time, only when its content changed; a failing write is
+    logged once until one succeeds."""
+
+    def __init__(self, store: StateStore | None, what: str) -> None:
+        self.store = store
+        self.what = what
+        self._saved: dict[str, object] | None = None
+        self._writing: asyncio.Task[None] | None = None
+        self._wanted: dict[str, object] | None = None
+        self._failing = False
+
+    def save(self, document: dict[str, object], *, final: bool = False) -> None:
+        if self.store is None or document == self._saved:
+            return
+        self._wanted = document
+        if final:
+            self._write(document)
+        elif self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_later(), name=f"write {self.what}")
+
+    async def settled(self) -> None:
+        if self._writing is not None:
+            with contextlib.suppress(Exception):
+                await self._writing
+
+    async def _write_later(self) -> None:
+        while self._wanted is not None and self._wanted != self._saved:
+            await asyncio.to_thread(self._write, self._wanted)
+            if self._failing:
+                return  # tried again at the next change
+
+    def _write(self, document: dict[str, object]) -> None:
+        assert self.store is not None
+        try:
+            self.store.write(document)
+        except OSError as error:
+            if not self._failing:
+                log.error("%s: cannot write it: %s", self.what, error)
+            self._failing = True
+            return
+        if self._failing:
+            log.info("%s: written again", self.what)
+        self._failing = False
+        self._saved = document

@@ -79,6 +79,8 @@ class Route:
     table: int
     type: int = 1  # RTN_UNICAST
     flags: tuple[str, ...] = ()
+    prefsrc: str | None = None
+    metrics: tuple[tuple[str, int], ...] = ()  # route metrics: ("advmss", 1360), ("mtu", 1400)
 
     @property
     def is_default(self) -> bool:
@@ -102,6 +104,7 @@ class _Lease:
     gateway: str | None
     metric: int
     proto: str
+    options: str = ""  # more `ip route` words: "mtu 1400 src 100.64.1.2", "onlink"
 
 
 @dataclass
@@ -385,19 +388,28 @@ class Lab:
     # ------------------------------------------------------------------ simulated DHCP/PPP client
 
     def dhcp_add(
-        self, uplink: str, gateway: str | None = None, *, metric: int = 100, proto: str = "dhcp"
+        self,
+        uplink: str,
+        gateway: str | None = None,
+        *,
+        metric: int = 100,
+        proto: str = "dhcp",
+        options: str = "",
     ) -> None:
         """Install the default route a DHCP (or PPP) client would: ``default via GATEWAY
-        dev UPLINK proto PROTO metric METRIC``. Without ``gateway``: the ISP's address on
-        an ethernet uplink, no gateway at all (``scope link``) on a p2p one."""
+        dev UPLINK proto PROTO metric METRIC [OPTIONS]``. Without ``gateway``: the ISP's
+        address on an ethernet uplink, no gateway at all (``scope link``) on a p2p one.
+        ``options`` are more ``ip route`` words (``mtu 1400 src ...``); with ``onlink`` the
+        gateway may be outside the uplink's subnet (a cloud VM's layout), the ISP then
+        answers on it as a /32."""
         state = self._present(uplink)
         if state.lease is not None:
             raise LabError(f"{uplink} already has a lease; renew or withdraw it")
         if gateway is None and state.spec.kind == "ethernet":
             gateway = state.gateway
         if gateway is not None:
-            gateway = self._isp_answers(state, gateway)
-        lease = _Lease(gateway, metric, proto)
+            gateway = self._isp_answers(state, gateway, onlink="onlink" in options.split())
+        lease = _Lease(gateway, metric, proto, options)
         self._ip(self.daemon_ns, "route add " + _lease_route(state, lease))
         state.lease = lease
 
@@ -409,7 +421,7 @@ class Lab:
         old = state.lease
         if old is None:
             raise LabError(f"{uplink} has no lease to renew")
-        new = _Lease(self._isp_answers(state, new_gateway), old.metric, old.proto)
+        new = _Lease(self._isp_answers(state, new_gateway), old.metric, old.proto, old.options)
         self._delete_route(_lease_route(state, old))
         self._ip(self.daemon_ns, "route add " + _lease_route(state, new))
         state.lease = new
@@ -433,16 +445,19 @@ class Lab:
             if "No such process" not in str(exc):
                 raise
 
-    def _isp_answers(self, state: _UplinkState, gateway: str) -> str:
+    def _isp_answers(self, state: _UplinkState, gateway: str, *, onlink: bool = False) -> str:
         """Give the ISP the address ``gateway`` on the uplink, so that it answers there."""
         try:
             address = ipaddress.IPv4Address(gateway)
         except ValueError:
             raise LabError(f"gateway {gateway!r} is not an IPv4 address") from None
-        if address not in state.subnet or str(address) == state.local:
+        outside = address not in state.subnet
+        if (outside and not onlink) or str(address) == state.local:
             raise LabError(f"gateway {address} of {state.name} must be in {state.subnet}")
+        if outside:
+            _check_target(str(address))  # a documentation address, as every target
         if str(address) not in state.isp_gateways:
-            plen = 24 if state.spec.kind == "ethernet" else 32
+            plen = 24 if state.spec.kind == "ethernet" and not outside else 32
             self._ip(state.isp_ns, f"addr add {address}/{plen} dev {ISP_DOWNLINK}")
             state.isp_gateways.add(str(address))
         return str(address)
@@ -604,9 +619,11 @@ def _lease_route(state: _UplinkState, lease: _Lease) -> str:
     """The `ip route` arguments of the default route ``lease`` installs on ``state``."""
     via = f"via {lease.gateway} " if lease.gateway else ""
     route = f"default {via}dev {state.name} proto {lease.proto} metric {int(lease.metric)}"
+    if lease.options:
+        route += " " + lease.options
     if lease.gateway is None:
         return route + " scope link"
-    if state.spec.kind == "p2p":
+    if state.spec.kind == "p2p" and "onlink" not in lease.options.split():
         return route + " onlink"
     return route
 
@@ -646,4 +663,8 @@ def _parse_route(entry: dict[str, Any], table: int) -> Route:
         table=int(entry.get("table", table)),
         type=int(entry.get("type", 1)),
         flags=tuple(entry.get("flags", ())),
+        prefsrc=entry.get("prefsrc"),
+        metrics=tuple(
+            sorted((str(k), int(v)) for m in entry.get("metrics", ()) for k, v in m.items())
+        ),
     )

@@ -125,6 +125,12 @@ class RunningDaemon:
         self.until(seen, what, timeout)
         return found[count - 1]
 
+    def wait_ready(self, timeout: float = WAIT_S) -> None:
+        """Until the daemon has captured the table it found and would tell systemd READY=1
+        (its `ready:` log line): before it, a change to the table may be seen by the
+        start-up dump or by an event, and a test cannot know which."""
+        self.wait_log(r" INFO ready: ", timeout)
+
     def decisions(self, uplink: str, *, after: int = 0) -> list[str]:
         """``uplink``'s verdicts and health changes in log order: "passed" (logged with -v
         only), "failed", "up -> failing", ..."""

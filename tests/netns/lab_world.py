@@ -208,7 +208,7 @@ class LabWorld:
             "interfaces": interfaces,
         }
         self.daemon = self.daemons.start(self.lab, config, verbose=True)
-        self.pingu.wait_log(r" pingu started: ")
+        self.pingu.wait_ready()  # a lease added before it may be captured by the start-up dump
         self.cursor = self.pingu.mark()
 
     def _uplink_settings(self, cells: dict[str, str]) -> dict[str, Any]:

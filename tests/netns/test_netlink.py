@@ -13,11 +13,12 @@ from contextlib import asynccontextmanager
 from pyroute2 import AsyncIPRoute
 
 from pingu.adapters.clock import MonotonicClock
-from pingu.adapters.netlink import NetlinkRouteTable, RouteChangeFailed
+from pingu.adapters.netlink import NetlinkRouteTable
 from pingu.domain.commands import RunScript, StartProbe
 from pingu.domain.config import Config, UplinkConfig
 from pingu.domain.events import Event, LinkChanged, LinkVanished, RouteAppeared
 from pingu.domain.model import RoundResult, Route, TargetResult
+from pingu.domain.ports import Resync, RouteChangeFailed
 from pingu.entrypoints.runtime import Daemon
 from pingu.lab import Lab, Uplink
 from tests.netns.conftest import LabFactory, run_in_namespace
@@ -77,12 +78,12 @@ async def daemon_in(lab: Lab, metrics: dict[str, int]) -> AsyncIterator[Daemon]:
         await table.close()
 
 
-async def collect(table: NetlinkRouteTable, into: list[Event]) -> None:
+async def collect(table: NetlinkRouteTable, into: list[Event | Resync]) -> None:
     async for event in table.events():
         into.append(event)
 
 
-def default_route_events(events: list[Event], ifname: str) -> list[Route]:
+def default_route_events(events: list[Event | Resync], ifname: str) -> list[Route]:
     return [
         e.route
         for e in events
@@ -97,9 +98,10 @@ def test_dhcp_route_event_carries_its_attributes_and_is_deleted_exactly(
 
     async def scenario() -> None:
         table = NetlinkRouteTable()
-        events: list[Event] = []
+        events: list[Event | Resync] = []
+        await table.snapshot()  # names the links
         monitor = asyncio.create_task(collect(table, events))
-        await until(lambda: any(isinstance(e, LinkChanged) for e in events), "the first dump")
+        await until(lambda: any(isinstance(e, Resync) for e in events), "subscribed")
         lab.dhcp_add("wan1", metric=1024)
         lab.dhcp_add("wan2", metric=1024 + 1)
         await until(lambda: bool(default_route_events(events, "wan1")), "wan1's DHCP route")
@@ -297,7 +299,10 @@ def test_link_events_follow_carrier(lab_factory: LabFactory) -> None:
 
     async def scenario() -> None:
         table = NetlinkRouteTable()
-        events: list[Event] = []
+        events: list[Event | Resync] = []
+        await until(lambda: lab.carrier("wan1"), "wan1 with carrier")
+        snapshot = await table.snapshot()
+        assert any(link.ifname == "wan1" and link.carrier for link in snapshot.links)
         monitor = asyncio.create_task(collect(table, events))
 
         def carrier(up: bool) -> bool:
@@ -306,7 +311,7 @@ def test_link_events_follow_carrier(lab_factory: LabFactory) -> None:
                 for e in events
             )
 
-        await until(lambda: carrier(True), "wan1 with carrier in the dump")
+        await until(lambda: any(isinstance(e, Resync) for e in events), "subscribed")
         lab.carrier_down("wan1")
         await until(lambda: carrier(False), "carrier loss event")
         changed = [e for e in events if isinstance(e, LinkChanged) and e.ifname == "wan1"]

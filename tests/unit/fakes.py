@@ -9,6 +9,7 @@ from pingu.domain.commands import (
     DeleteRoute,
     InstallRoute,
     RemoveRoute,
+    RestoreRoute,
     RunScript,
     StartProbe,
     StateChanged,
@@ -21,6 +22,8 @@ from pingu.domain.events import (
     LinkVanished,
     ProbeFinished,
     RouteAppeared,
+    RouteInstalled,
+    RouteRefused,
     RouteVanished,
     TimerFired,
 )
@@ -45,18 +48,37 @@ class FakeClock:
 
 @dataclass
 class FakeKernel:
-    """Table main as a set of routes; commands are applied the way the adapter does."""
+    """Table main as a set of routes; commands are applied the way the adapter does, and a
+    route added is reported back as the shell reports it (installed, or refused when it is
+    in `refuse`)."""
 
     routes: set[Route] = field(default_factory=set)
+    refuse: set[Route] = field(default_factory=set)
+    # Every table main passed through: after each event's own effect, after each command.
+    history: list[tuple[Command | Event, frozenset[Route]]] = field(default_factory=list)
 
-    def apply(self, command: Command) -> None:
+    def apply(self, command: Command) -> RouteInstalled | RouteRefused | None:
+        report = self._apply(command)
+        self.history.append((command, frozenset(self.routes)))
+        return report
+
+    def _apply(self, command: Command) -> RouteInstalled | RouteRefused | None:
         match command:
-            case InstallRoute(route=route):
+            case InstallRoute(route=route) | RestoreRoute(route=route):
+                if route in self.refuse:
+                    return RouteRefused(route, "Nexthop has invalid gateway")
                 self.routes.add(route)
+                return RouteInstalled(route)
             case RemoveRoute(route=route) | DeleteRoute(route=route):
                 self.routes.discard(route)
             case _:
                 pass
+        return None
+
+    def replace(self, route: Route) -> None:
+        """`route` added with NLM_F_REPLACE: it takes the place of its slot's route."""
+        self.routes -= {r for r in self.routes if r.slot == route.slot and r.dst_len == 0}
+        self.routes.add(route)
 
     def own(self, ifname: str) -> list[Route]:
         return [
@@ -118,16 +140,34 @@ class Driver:
         self.log: list[Command] = []
 
     def send(self, event: Event) -> list[Command]:
+        """Feed `event` (its effect on the table first), carry out the commands, report
+        each route added back to the core as the shell does; every command, in order."""
         match event:
+            case RouteAppeared(route=route, replaced=True):
+                self.kernel.replace(route)
             case RouteAppeared(route=route):
                 self.kernel.routes.add(route)
             case RouteVanished(route=route):
                 self.kernel.routes.discard(route)
-        commands = self.core.handle(event, self.clock.monotonic())
-        for command in commands:
-            self.kernel.apply(command)
-        self.log += commands
-        return commands
+        self.kernel.history.append((event, frozenset(self.kernel.routes)))
+        return self.carry_out(self.core.handle(event, self.clock.monotonic()))
+
+    def carry_out(self, commands: list[Command]) -> list[Command]:
+        """Apply `commands` to the kernel, then the core's answers to what they reported."""
+        done: list[Command] = []
+        for _ in range(10):
+            done += commands
+            reports = [r for c in commands if (r := self.kernel.apply(c)) is not None]
+            if not reports:
+                break
+            commands = []
+            for report in reports:
+                commands += self.core.handle(report, self.clock.monotonic())
+        self.log += done
+        return done
+
+    def reconfigure(self, cfg: Config) -> list[Command]:
+        return self.carry_out(self.core.reconfigure(cfg, self.clock.monotonic()))
 
     def link(self, ifname: str, carrier: bool = True, p2p: bool = False) -> list[Command]:
         event = LinkChanged(IFINDEX[ifname], ifname, carrier, True, p2p, "100.64.0.2")

@@ -58,7 +58,9 @@ def test_capture_starts_a_round_through_the_new_gateway_at_once() -> None:
     driver = two_uplinks()
     commands = driver.capture("wan1", GW1)
     assert driver.probes(commands) == [
-        StartProbe("wan1", 2, GW1, False, "100.64.0.2", ("203.0.113.10",), 5, 500, 1000, 2, 1)
+        StartProbe(
+            "wan1", 2, GW1, False, "100.64.0.2", ("203.0.113.10",), 5, 500, 1000, 2, 1, 1, 1000.0
+        )
     ]
 
 
@@ -362,17 +364,32 @@ def test_script_env_without_any_round_has_no_loss() -> None:
     assert env["PINGU_GATEWAY"] == ""
 
 
-def test_refused_install_is_retried_at_the_next_verdict() -> None:
-    from pingu.domain.events import RouteRefused
-
+def test_refused_install_keeps_the_captured_route_and_is_retried_at_the_next_verdict() -> None:
     driver = two_uplinks()
-    driver.capture("wan1", GW1)
     route = own("wan1", GW1, 100)
-    driver.kernel.routes.discard(route)
-    assert driver.send(RouteRefused(route, "Network is unreachable")) == []
+    driver.kernel.refuse.add(route)
+    commands = driver.capture("wan1", GW1)
+    # pingu's replacement was refused: the DHCP route stays, the uplink keeps its way out.
+    assert not [c for c in commands if isinstance(c, DeleteRoute)]
+    assert driver.kernel.defaults() == [dhcp_route("wan1", GW1)]
     assert driver.core.uplinks["wan1"].installed is None
-    assert InstallRoute(route) in driver.finish("wan1")
-    assert driver.send(RouteRefused(own("wan2", GW2, 200), "x")) == []
+    assert [c for c in driver.advance(0.1) if isinstance(c, InstallRoute)] == []
+    driver.kernel.refuse.clear()
+    commands = driver.finish("wan1")
+    assert [c for c in commands if isinstance(c, InstallRoute | DeleteRoute)] == [
+        InstallRoute(route),
+        DeleteRoute(dhcp_route("wan1", GW1)),
+    ]
+    assert driver.kernel.defaults() == [route]
+
+
+def test_refused_install_while_the_uplink_fails_still_deletes_the_captured_route() -> None:
+    driver = two_uplinks()
+    driver.kernel.refuse.add(own("wan1", GW1, 100))
+    driver.capture("wan1", GW1)
+    driver.fail("wan1")
+    assert driver.kernel.own("wan1") == []
+    assert dhcp_route("wan1", GW1) not in driver.kernel.defaults()
 
 
 def test_stop_puts_captured_routes_back_before_removing_its_own() -> None:

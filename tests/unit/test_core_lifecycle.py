@@ -7,9 +7,10 @@ from collections.abc import Sequence
 
 from pingu.domain.commands import InstallRoute, LastResort, RemoveRoute, RestoreRoute, RunScript
 from pingu.domain.config import Config, WhenAllDown
-from pingu.domain.events import RouteRefused, ScriptFinished
+from pingu.domain.events import RouteVanished, ScriptFinished
 from pingu.domain.health import Health
-from pingu.domain.state import SavedLease, SavedUplink
+from pingu.domain.model import Lease
+from pingu.domain.state import SavedUplink
 from tests.unit.fakes import PROTO, Driver, dhcp_route, round_result, uplink
 from tests.unit.test_core import GW1, GW2, own
 
@@ -130,13 +131,35 @@ def test_keep_best_switches_only_to_a_strictly_better_uplink_and_installs_first(
     driver = two(WhenAllDown.KEEP_BEST)
     driver.finish("wan1", round_result(received=1))
     driver.finish("wan2", round_result(received=1))
-    assert driver.kernel.defaults() == [own("wan1", GW1, 100)]  # tie: the lower metric
+    # A tie: the route still in the table (wan2's, the last to fail) stays; nothing moves.
+    assert driver.kernel.defaults() == [own("wan2", GW2, 200)]
     driver.advance(5.0)
-    driver.finish("wan2", round_result(received=1))
     driver.finish("wan1", round_result(received=1))
-    assert driver.kernel.defaults() == [own("wan1", GW1, 100)]  # equal again: no switch
+    driver.finish("wan2", round_result(received=1))
+    assert driver.kernel.defaults() == [own("wan2", GW2, 200)]  # equal again: no switch
     driver.advance(5.0)
-    commands = driver.finish("wan2", round_result(received=2))
+    commands = driver.finish("wan1", round_result(received=2))
+    routes = [c for c in commands if isinstance(c, InstallRoute | RemoveRoute)]
+    assert routes == [InstallRoute(own("wan1", GW1, 100)), RemoveRoute(own("wan2", GW2, 200))]
+
+
+def test_keep_best_on_a_tie_keeps_the_route_of_the_uplink_that_failed_last() -> None:
+    driver = two(WhenAllDown.KEEP_BEST)
+    driver.fail("wan1")  # the primary dies first, wan2 still routed
+    commands = driver.fail("wan2")  # the last routed uplink fails: equally lossy
+    # wan2's route stays; the uplink that died earlier (lower metric or not) is not revived.
+    assert driver.kernel.defaults() == [own("wan2", GW2, 200)]
+    assert [c for c in commands if isinstance(c, InstallRoute | RemoveRoute)] == []
+    (report,) = last_resorts(commands)
+    assert (report.all_down, report.kept) == (True, "wan2")
+
+
+def test_keep_best_makes_the_kept_route_before_the_failed_one_breaks() -> None:
+    driver = two(WhenAllDown.KEEP_BEST)
+    driver.finish("wan2", round_result(received=2))  # wan2 fails first, 3/5 lost
+    # wan1, the last routed, fails worse (5/5 lost): wan2's route must be in first.
+    commands = driver.finish("wan1", round_result(received=0))
+    assert driver.kernel.defaults() == [own("wan2", GW2, 200)]
     routes = [c for c in commands if isinstance(c, InstallRoute | RemoveRoute)]
     assert routes == [InstallRoute(own("wan2", GW2, 200)), RemoveRoute(own("wan1", GW1, 100))]
 
@@ -145,12 +168,12 @@ def test_keep_best_gives_way_to_an_uplink_that_comes_back() -> None:
     driver = two(WhenAllDown.KEEP_BEST)
     driver.fail("wan1")
     driver.fail("wan2")
-    assert len(driver.kernel.defaults()) == 1
+    assert driver.kernel.defaults() == [own("wan2", GW2, 200)]  # the last to fail
     driver.advance(5.0)
-    commands = driver.finish("wan2")
-    assert sorted(r.metric for r in driver.kernel.defaults()) == [200]
+    commands = driver.finish("wan1")
+    assert driver.kernel.defaults() == [own("wan1", GW1, 100)]
     routes = [c for c in commands if isinstance(c, InstallRoute | RemoveRoute)]
-    assert routes == [InstallRoute(own("wan2", GW2, 200)), RemoveRoute(own("wan1", GW1, 100))]
+    assert routes == [InstallRoute(own("wan1", GW1, 100)), RemoveRoute(own("wan2", GW2, 200))]
     assert last_resorts(commands)[0].all_down is False
 
 
@@ -173,9 +196,7 @@ def test_reload_drops_adds_and_updates_uplinks() -> None:
         old,
         uplinks=(uplink("wan1", 150, period=1.0), uplink("ppp0", 300)),
     )
-    commands = driver.core.reconfigure(new, driver.clock.monotonic())
-    for command in commands:
-        driver.kernel.apply(command)
+    commands = driver.reconfigure(new)
     assert list(driver.core.uplinks) == ["wan1", "ppp0"]
     # wan2's captured route is put back and pingu's removed; wan1 moves to metric 150.
     assert RestoreRoute(dhcp_route("wan2", GW2)) in commands
@@ -199,10 +220,13 @@ def test_reload_drops_adds_and_updates_uplinks() -> None:
 def test_a_refused_route_is_not_retried_before_the_next_verdict() -> None:
     driver = two()
     route = own("wan1", GW1, 100)
-    driver.kernel.routes.discard(route)
-    assert driver.send(RouteRefused(route, "Network is unreachable")) == []
+    driver.kernel.refuse.add(route)
+    driver.send(RouteVanished(route))  # someone deleted it; the kernel refuses it now
+    assert driver.core.uplinks["wan1"].installed is None
     assert [c for c in driver.advance(0.1) if isinstance(c, InstallRoute)] == []
+    driver.kernel.refuse.clear()
     assert InstallRoute(route) in driver.finish("wan1")
+    assert driver.kernel.own("wan1") == [route]
 
 
 # -- state across restarts ------------------------------------------------------------------
@@ -213,14 +237,11 @@ def test_saved_state_round_trips_into_a_new_core() -> None:
     driver.fail("wan2")
     driver.clock.advance(30.0)
     saved = driver.core.saved_state(driver.clock.monotonic())
-    assert saved["wan1"] == (SavedLease(GW1, 1024, 16, 0), Health.UP, None)
-    assert saved["wan2"] == (SavedLease(GW2, 1024, 16, 0), Health.DOWN, 30.0)
+    assert saved["wan1"] == SavedUplink(Lease(GW1, (dhcp_route("wan1", GW1),)), Health.UP, None)
+    assert saved["wan2"] == SavedUplink(Lease(GW2, (dhcp_route("wan2", GW2),)), Health.DOWN, 30.0)
 
     restarted = Driver(driver.core.config)
-    taken = restarted.core.adopt_state(
-        {name: SavedUplink(lease, health, ago) for name, (lease, health, ago) in saved.items()},
-        restarted.clock.monotonic(),
-    )
+    taken = restarted.core.adopt_state(saved, restarted.clock.monotonic())
     assert "wan2: reset script ran 30 s ago" in taken
     restarted.link("wan1")
     restarted.link("wan2")

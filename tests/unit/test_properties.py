@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,7 +15,7 @@ from pingu.domain.commands import (
     RoundJudged,
     StartProbe,
 )
-from pingu.domain.config import InitialState
+from pingu.domain.config import Config, InitialState, WhenAllDown
 from pingu.domain.events import (
     Event,
     LinkChanged,
@@ -22,6 +24,7 @@ from pingu.domain.events import (
     RouteAppeared,
     RouteVanished,
     ScriptFinished,
+    TableSnapshot,
     TimerFired,
 )
 from pingu.domain.model import Route
@@ -162,3 +165,155 @@ def test_core_view_of_its_routes_matches_the_table(sequence: list[tuple[Event, f
         for name in CONFIGURED:
             installed = driver.core.uplinks[name].installed
             assert driver.kernel.own(name) == ([installed] if installed else [])
+
+
+# -- never without a default route while one is wanted ----------------------------------
+
+
+class SilentDelete:
+    """Someone deletes a route and pingu reads no notification of it (lost, or flushed)."""
+
+    def __init__(self, pick: int) -> None:
+        self.pick = pick
+
+
+class Vanish:
+    """A route of the table is deleted, with its notification."""
+
+    def __init__(self, pick: int) -> None:
+        self.pick = pick
+
+
+class Snapshot:
+    """The shell reads the whole table (periodic check, or after an overflow)."""
+
+
+def leases() -> st.SearchStrategy[RouteAppeared]:
+    """A DHCP/static client (re)installing a default route on a configured uplink, maybe
+    with NLM_F_REPLACE."""
+    return st.builds(
+        lambda name, gateway, metric, proto, replaced: RouteAppeared(
+            Route(
+                IFINDEX[name],
+                name,
+                None if name == "ppp0" else gateway,
+                metric,
+                proto,
+                scope=253 if name == "ppp0" else 0,
+            ),
+            replaced=replaced,
+        ),
+        st.sampled_from(CONFIGURED),
+        st.sampled_from(GATEWAYS[1:]),
+        st.sampled_from((100, 200, 300, 1024, 1025, 7)),
+        st.sampled_from((16, 4, 3)),
+        st.booleans(),
+    )
+
+
+def verdicts() -> st.SearchStrategy[ProbeFinished]:
+    return st.builds(
+        ProbeFinished,
+        st.sampled_from(CONFIGURED),
+        st.builds(round_result, received=st.sampled_from((0, 0, 2, 5, 5))),
+    )
+
+
+def carrier() -> st.SearchStrategy[LinkChanged]:
+    return st.builds(
+        lambda name, up: LinkChanged(IFINDEX[name], name, up, True, name == "ppp0", "100.64.0.2"),
+        st.sampled_from(CONFIGURED),
+        st.sampled_from((True, True, False)),
+    )
+
+
+table_steps = st.lists(
+    st.tuples(
+        st.one_of(
+            verdicts(),
+            verdicts(),
+            carrier(),
+            leases(),
+            events,
+            st.integers(0, 20).map(Vanish),
+            st.integers(0, 20).map(SilentDelete),
+            st.just(Snapshot()),
+        ),
+        st.sampled_from((0.0, 0.5, 5.0, 61.0)),
+    ),
+    max_size=50,
+)
+
+
+def has_default(table: frozenset[Route]) -> bool:
+    return any(r.dst_len == 0 and r.table == 254 for r in table)
+
+
+def started(when_all_down: WhenAllDown, fall: int) -> tuple[Driver, dict[str, LinkChanged]]:
+    """Three uplinks up, each with its DHCP/PPP route captured."""
+    uplinks = [
+        uplink(name, metric, fall=fall, reset_script="/bin/true")
+        for name, metric in zip(CONFIGURED, (100, 200, 300), strict=True)
+    ]
+    driver = Driver(Config(proto=PROTO, uplinks=tuple(uplinks), when_all_down=when_all_down))
+    links = {}
+    for name, gateway in zip(CONFIGURED, ("192.0.2.1", "198.51.100.1", None), strict=True):
+        link = LinkChanged(IFINDEX[name], name, True, True, name == "ppp0", "100.64.0.2")
+        links[name] = link
+        driver.send(link)
+        driver.capture(name, gateway, proto=3 if gateway is None else 16)
+    return driver, links
+
+
+def event_of(driver: Driver, step: object, links: dict[str, LinkChanged]) -> Event | None:
+    """The event `step` stands for on the current table (None: it acts on the table only)."""
+    table = sorted(driver.kernel.routes, key=repr)
+    if isinstance(step, SilentDelete | Vanish):
+        if not table:
+            return None
+        route = table[step.pick % len(table)]
+        driver.kernel.routes.discard(route)
+        return RouteVanished(route) if isinstance(step, Vanish) else None
+    if isinstance(step, Snapshot):
+        return TableSnapshot(tuple(links.values()), tuple(driver.kernel.routes))
+    assert isinstance(step, Event.__args__)
+    event = consistent(driver, step)
+    if isinstance(event, LinkChanged):
+        links[event.ifname] = event
+    elif isinstance(event, LinkVanished):
+        links.pop(event.ifname, None)
+    return event
+
+
+@SETTINGS
+@given(table_steps, st.sampled_from(list(WhenAllDown)), st.integers(1, 2))
+def test_never_without_a_default_route_while_one_is_wanted(
+    sequence: list[tuple[object, float]], when_all_down: WhenAllDown, fall: int
+) -> None:
+    """Replaying each event's commands (and the reports of routes added) on a fake table:
+    while an uplink is wanted before and after the event, no command in between takes the
+    table's last default route away; and after it, every wanted route is in the table
+    (after a silent deletion: from the next full read of the table on)."""
+    driver, links = started(when_all_down, fall)
+    unseen = False  # a silent deletion pingu cannot know of until it reads the table again
+    for step, delay in sequence:
+        driver.clock.advance(delay)
+        event = event_of(driver, step, links)
+        unseen = (unseen or isinstance(step, SilentDelete)) and not isinstance(step, Snapshot)
+        if event is None or unseen:
+            if event is not None:
+                driver.send(event)
+            continue
+        wanted_before = bool(driver.core.desired_routes())
+        start = len(driver.kernel.history)
+        driver.send(event)
+        wanted_after = driver.core.desired_routes()
+        tables = [table for _, table in driver.kernel.history[start:]]
+        if wanted_before and wanted_after:
+            for before, after in itertools.pairwise(tables):
+                assert has_default(after) or not has_default(before), (
+                    event,
+                    driver.kernel.history[start:],
+                )
+        for route in wanted_after:
+            assert route in driver.kernel.routes, (route, event)

@@ -14,12 +14,12 @@ import pytest
 from dependency_injector import providers
 
 from pingu.adapters.config_file import load_config
-from pingu.adapters.netlink import RouteChangeFailed
 from pingu.adapters.systemd import Notifier
 from pingu.domain.commands import RunScript, StartProbe
 from pingu.domain.config import Config, OnExit
-from pingu.domain.events import Event, LinkChanged, RouteAppeared
+from pingu.domain.events import Event, LinkChanged, RouteAppeared, TableSnapshot
 from pingu.domain.model import RoundResult, Route
+from pingu.domain.ports import Resync, RouteChangeFailed
 from pingu.domain.state import StateError
 from pingu.entrypoints.containers import Adapters
 from pingu.entrypoints.runtime import Daemon, configure_logging
@@ -27,20 +27,20 @@ from tests.unit.fakes import PROTO, config, dhcp_route, round_result, uplink
 
 
 class FakeRouteTable:
-    """Records route changes; serves a fixed list of events, then waits."""
+    """Records route changes; serves a fixed table (links and routes), then waits."""
 
     def __init__(self, events: list[Event], refuse: set[Route] | None = None) -> None:
-        self._events = events
+        self.links = [e for e in events if isinstance(e, LinkChanged)]
+        self.routes = {e.route for e in events if isinstance(e, RouteAppeared)}
         self.refuse = refuse or set()
         self.calls: list[tuple[str, Route]] = []
         self.attempts: list[Route] = []
 
-    async def snapshot(self) -> list[Event]:
-        return list(self._events)
+    async def snapshot(self, *, initial: bool = False) -> TableSnapshot:
+        return TableSnapshot(tuple(self.links), tuple(self.routes), initial)
 
-    async def events(self) -> AsyncIterator[Event]:
-        for event in self._events:
-            yield event
+    async def events(self) -> AsyncIterator[Event | Resync]:
+        yield Resync()
         await asyncio.Event().wait()
 
     async def install(self, route: Route) -> None:
@@ -48,12 +48,15 @@ class FakeRouteTable:
         if route in self.refuse:
             raise RouteChangeFailed("Network is unreachable")
         self.calls.append(("install", route))
+        self.routes.add(route)
 
     async def remove(self, route: Route) -> None:
         self.calls.append(("remove", route))
+        self.routes.discard(route)
 
     async def delete_foreign(self, route: Route) -> None:
         self.calls.append(("delete", route))
+        self.routes.discard(route)
 
 
 class FakeProber:
@@ -223,8 +226,16 @@ def test_state_is_saved_and_adopted_by_the_next_run() -> None:
 
     asyncio.run(first())
     assert isinstance(store.document, dict)
+    dhcp = {"gateway": "192.0.2.1", "metric": 1024, "proto": 16, "scope": 0, "table": 254}
     assert store.document["uplinks"] == {
-        "wan1": {"gateway": "192.0.2.1", "metric": 1024, "proto": 16, "scope": 0, "health": "up"}
+        "wan1": {
+            "health": "up",
+            "lease": {
+                "gateway": "192.0.2.1",
+                "attributes": {},
+                "captured": [{**dhcp, "tos": 0, "attributes": {}}],
+            },
+        }
     }
 
     async def second() -> None:
@@ -232,7 +243,8 @@ def test_state_is_saved_and_adopted_by_the_next_run() -> None:
         daemon._load_state()
         lease = daemon.core.uplinks["wan1"].lease
         assert lease is not None
-        assert (lease.gateway, lease.metric, lease.proto) == ("192.0.2.1", 1024, 16)
+        (captured,) = lease.captured
+        assert (lease.gateway, captured.metric, captured.proto) == ("192.0.2.1", 1024, 16)
 
     asyncio.run(second())
 
