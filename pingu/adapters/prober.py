@@ -161,6 +161,20 @@ class _TargetRun:
     ledger: TargetLedger
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     error: str | None = None
+    final: TargetResult | None = None  # frozen once its verdict (or the round's) is certain
+    outlook: Outlook = Outlook.OPEN  # its own, when it was frozen
+
+    def result(self) -> TargetResult:
+        """The target's echoes now: those still in flight are abandoned, never lost."""
+        ledger = self.ledger
+        return TargetResult(
+            target=ledger.target,
+            sent=len(ledger.sent),
+            received=ledger.received,
+            delays_ms=ledger.ordered_delays(),
+            error=self.error,
+            abandoned=ledger.in_flight,
+        )
 
 
 class _Round:
@@ -189,17 +203,7 @@ class _Round:
         async with asyncio.TaskGroup() as group:
             for target, run in self.runs.items():
                 group.create_task(self._probe_target(run), name=f"echo {target}")
-        targets = tuple(
-            TargetResult(
-                target=target,
-                sent=len(run.ledger.sent),
-                received=run.ledger.received,
-                delays_ms=run.ledger.ordered_delays(),
-                error=run.error,
-                abandoned=run.ledger.in_flight,
-            )
-            for target, run in self.runs.items()
-        )
+        targets = tuple(run.final or run.result() for run in self.runs.values())
         return RoundResult(targets, early=self.early)
 
     def close(self) -> None:
@@ -233,16 +237,18 @@ class _Round:
         )
 
     async def _probe_target(self, run: _TargetRun) -> None:
-        probe, ledger = self.probe, run.ledger
+        probe = self.probe
         start = self.loop.time()
         for seq in range(probe.count):
             if not await self._pause(run, start + seq * probe.interval_ms / 1000):
                 break
             if not self._send(run, seq):
+                self._decide()
                 break
         last_deadline = self.loop.time() + probe.timeout_ms / 1000 + SETTLE_SLACK_S
         await self._pause(run, last_deadline, until_settled=True)
-        if self._decided(run) and (len(ledger.sent) < probe.count or ledger.in_flight):
+        final = run.final
+        if final is not None and (final.sent < probe.count or final.abandoned):
             self.early = True
 
     def _outlook(self, run: _TargetRun) -> Outlook:
@@ -256,19 +262,32 @@ class _Round:
         )
         return target_outlook(tally, probe.max_lost, probe.max_delay_ms, probe.timeout_ms)
 
-    def _decided(self, run: _TargetRun) -> bool:
-        """Whether this target need not go on: its own verdict is certain, or the round's."""
-        if not self.probe.decide_early:
-            return run.ledger.lost > self.probe.max_lost
-        if self._outlook(run) is not Outlook.OPEN:
-            return True
-        outlooks = [self._outlook(other) for other in self.runs.values()]
-        return round_outlook(outlooks, self.probe.min_hosts_up) is not Outlook.OPEN
+    def _decide(self) -> None:
+        """Freeze every target whose verdict is certain now, or all of them once the round's
+        is: from then on nothing is sent to it, and nothing it gets back counts. Called on
+        every echo answered, lost or failed to send."""
+        probe, live = self.probe, [r for r in self.runs.values() if r.final is None]
+        if not live:
+            return
+        for run in live:
+            run.outlook = self._outlook(run)
+        if not probe.decide_early:
+            decided = [r for r in live if r.ledger.lost > probe.max_lost]
+        else:
+            decided = [r for r in live if r.outlook is not Outlook.OPEN]
+            outlooks = [r.outlook for r in self.runs.values()]
+            if round_outlook(outlooks, probe.min_hosts_up) is not Outlook.OPEN:
+                decided = live
+        for run in decided:
+            run.final = run.result()
+        if decided:
+            for run in self.runs.values():
+                run.changed.set()
 
     async def _pause(self, run: _TargetRun, until: float, *, until_settled: bool = False) -> bool:
         """Wait until ``until`` (or, ``until_settled``, until no echo is in flight);
         False as soon as the target need not go on (its verdict, or the round's, is certain)."""
-        while not self._decided(run):
+        while run.final is None:
             remaining = until - self.loop.time()
             if remaining <= 0 or (until_settled and not run.ledger.in_flight):
                 return True
@@ -297,8 +316,8 @@ class _Round:
         # the loop was busy: read it before calling the echo lost.
         self._drain()
         if run.ledger.expire(seq):
-            for each in self.runs.values():  # the round's quorum may be certain now
-                each.changed.set()
+            run.changed.set()
+            self._decide()
 
     def _drain(self) -> None:
         for _ in range(DRAIN_LIMIT):
@@ -310,9 +329,8 @@ class _Round:
                 log.debug("%s: receive: %s", self.link.name, error)
                 continue
             outcome = self.matcher.receive(data, kernel_time_ns(ancillary), time.monotonic_ns())
-            if outcome is not Outcome.IGNORED:
-                for run in self.runs.values():
-                    run.changed.set()
+            if outcome is Outcome.MATCHED:
+                self._decide()
 
 
 def kernel_time_ns(ancillary: Sequence[tuple[int, int, bytes]]) -> int | None:

@@ -57,7 +57,8 @@ def probe_for(lab: Lab, uplink: str, **changes: Any) -> StartProbe:
         "timeout_ms": 500,
     }
     fields.update(changes)
-    fields.setdefault("max_lost", fields["count"])  # no early verdict unless asked for
+    fields.setdefault("max_lost", fields["count"])
+    fields.setdefault("decide_early", False)  # every echo waited for, unless asked
     return StartProbe(**fields)
 
 
@@ -316,5 +317,75 @@ def test_early_verdict_stops_a_round_that_lost_more_than_max_lost(
     assert (good.sent, good.received) == (10, 10)
     assert bad.received == 0
     assert 2 <= bad.sent < 10
+    assert bad.lost == 2  # the round was decided at its second expired echo
+    assert bad.abandoned == bad.sent - 2  # the rest in flight: not waited for, not lost
     to_bad = [e for e in our_echoes(lab, prober, "wan1") if e.dst == T2]
     assert len(to_bad) == bad.sent
+
+
+def test_a_round_whose_quorum_cannot_be_reached_stops_on_every_target(
+    lab: Lab, daemon: NamespaceLoop, prober: PacketProber
+) -> None:
+    lab.set_loss(T2, 1.0)
+    probe = probe_for(
+        lab,
+        "wan1",
+        targets=(T1, T2),
+        count=10,
+        interval_ms=100,
+        timeout_ms=250,
+        max_lost=1,
+        min_hosts_up=2,
+        decide_early=True,
+    )
+    result = daemon.run(prober.run_round(probe))
+    good, bad = result.targets
+    assert result.early
+    assert bad.lost == 2
+    # T2 can no longer pass, so neither can the round: T1 stopped with it.
+    assert good.sent < 10
+    assert good.lost == 0
+    sent = [e for e in our_echoes(lab, prober, "wan1") if e.dst == T1]
+    assert len(sent) == good.sent
+
+
+def test_a_round_whose_quorum_is_certain_stops_as_a_pass(
+    lab: Lab, daemon: NamespaceLoop, prober: PacketProber
+) -> None:
+    lab.set_loss(T2, 1.0)
+    probe = probe_for(
+        lab,
+        "wan1",
+        targets=(T1, T2),
+        count=10,
+        interval_ms=50,
+        timeout_ms=400,  # T2's first echo expires after T1's seventh reply
+        max_lost=3,
+        min_hosts_up=1,
+        max_delay_ms=500,
+        decide_early=True,
+    )
+    result = daemon.run(prober.run_round(probe))
+    good, bad = result.targets
+    assert result.early
+    # T1 passes for certain once even the 3 echoes left, lost, would keep it passing.
+    assert good.received == 7
+    assert good.lost == 0
+    assert good.sent < 10 or good.abandoned > 0
+    # T2's echoes were never given up on as lost: the round ended before their timeout.
+    assert (bad.received, bad.lost) == (0, 0)
+    assert bad.abandoned == bad.sent > 0
+
+
+def test_a_single_target_round_stops_once_its_pass_is_certain(
+    lab: Lab, daemon: NamespaceLoop, prober: PacketProber
+) -> None:
+    probe = probe_for(
+        lab, "wan1", count=10, interval_ms=50, timeout_ms=500, max_lost=2, max_delay_ms=1000,
+        decide_early=True,
+    )  # fmt: skip
+    result = daemon.run(prober.run_round(probe))
+    (target,) = result.targets
+    assert result.early
+    assert (target.received, target.lost) == (8, 0)
+    assert len(our_echoes(lab, prober, "wan1")) == target.sent < 10
