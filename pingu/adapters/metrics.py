@@ -36,6 +36,11 @@ COUNTERS = (
     ("pingu_uplink_rounds", "Probe rounds started on the uplink.", "rounds"),
     ("pingu_uplink_echoes_sent", "ICMP echo requests sent through the uplink.", "echoes_sent"),
     ("pingu_uplink_echoes_lost", "Echo requests that got no reply in time.", "echoes_lost"),
+    (
+        "pingu_uplink_echoes_abandoned",
+        "Echo requests not waited for: the round's verdict was certain before their timeout.",
+        "echoes_abandoned",
+    ),
     ("pingu_uplink_state_changes", "Health state changes of the uplink.", "state_changes"),
     ("pingu_uplink_reset_script_runs", "Runs of the uplink's reset script.", "reset_script_runs"),
     ("pingu_uplink_route_changes", "Installs and removals of the uplink's route.", "route_changes"),
@@ -120,7 +125,7 @@ def uplink_metrics(document: Mapping[str, Any]) -> Iterator[Metric]:
         ),
         "loss": GaugeMetricFamily(
             "pingu_uplink_last_loss_ratio",
-            "Share of the last round's echoes that were lost (NaN before any echo).",
+            "Share of the last round's echoes waited for that were lost (NaN before any).",
             labels=["uplink"],
         ),
         "delay": GaugeMetricFamily(
@@ -157,13 +162,17 @@ def last_round_figures(last_round: Mapping[str, Any] | None) -> tuple[float, flo
     The delay is averaged over every reply of every target, as the verdict does.
     """
     targets = (last_round or {}).get("targets") or []
-    sent = sum(int(t.get("sent") or 0) for t in targets)
+    waited = sum(int(t.get("sent") or 0) - int(t.get("abandoned") or 0) for t in targets)
     lost = sum(int(t.get("lost") or 0) for t in targets)
-    loss = lost / sent if sent else math.nan
+    loss = lost / waited if waited else math.nan
     replies = 0
     total_ms = 0.0
     for target in targets:
-        answered = int(target.get("sent") or 0) - int(target.get("lost") or 0)
+        answered = (
+            int(target.get("sent") or 0)
+            - int(target.get("lost") or 0)
+            - int(target.get("abandoned") or 0)
+        )
         if answered > 0 and target.get("avg_ms") is not None:
             replies += answered
             total_ms += float(target["avg_ms"]) * answered

@@ -6,8 +6,11 @@ import json
 from typing import TextIO
 
 from pingu.adapters.config_file import load_config
+from pingu.adapters.gateways_file import describe_gateways, parse_gateways
+from pingu.adapters.state_file import JsonStateFile
 from pingu.domain.config import Config, UplinkConfig, detection_bounds, effective_settings
 from pingu.domain.errors import ConfigError
+from pingu.domain.state import StateError
 
 
 def check_config(path: str, out: TextIO, err: TextIO) -> int:
@@ -28,8 +31,25 @@ def render(config: Config) -> str:
     """The effective configuration as JSON, then warnings, then per-uplink timings."""
     lines = [json.dumps(effective_settings(config), indent=2)]
     lines.extend(f"warning: {warning}" for warning in config.warnings)
+    if config.gateways_file is not None:
+        lines.append(gateways_line(config.gateways_file, config))
     lines.extend(timing_line(uplink) for uplink in config.uplinks)
     return "\n".join(lines) + "\n"
+
+
+def gateways_line(path: str, config: Config) -> str:
+    """What pingu would take from py-pingu's gateways file at start-up."""
+    try:
+        gateways = parse_gateways(JsonStateFile(path).read())
+    except StateError as error:
+        return f"warning: gateways_file {path}: would be ignored: {error}"
+    known = {name: gateways[name] for name in gateways if config.uplink(name) is not None}
+    if not known:
+        return f"gateways_file {path}: nothing to take (pingu writes it as it learns gateways)"
+    return (
+        f"gateways_file {path}: {describe_gateways(known)}; taken at start-up for uplinks "
+        "whose gateway the state file does not know, each routed once a round through it passes"
+    )
 
 
 def timing_line(uplink: UplinkConfig) -> str:

@@ -241,16 +241,21 @@ def _last_round(last: Mapping[str, Any] | None, now: float) -> str:
     targets = last.get("targets") or []
     sent = sum(int(t.get("sent") or 0) for t in targets)
     lost = sum(int(t.get("lost") or 0) for t in targets)
+    abandoned = sum(int(t.get("abandoned") or 0) for t in targets)
     verdict = "passed" if last.get("passed") else "failed"
     text = f"{verdict} {_ago(last.get('at'), now)}: {sent} sent, {lost} lost"
+    if abandoned:
+        text += f", {abandoned} not waited for"
     if last.get("error"):
         text += f"; error: {last['error']}"
     return text
 
 
 def _target(target: Mapping[str, Any]) -> str:
+    abandoned = target.get("abandoned")
+    gone = f", {abandoned} not waited for" if abandoned else ""
     return (
-        f"  {target.get('address')}: {target.get('sent')} sent, {target.get('lost')} lost, "
+        f"  {target.get('address')}: {target.get('sent')} sent, {target.get('lost')} lost{gone}, "
         f"avg {_ms(target.get('avg_ms'))}, worst {_ms(target.get('max_ms'))}"
     )
 
@@ -275,9 +280,15 @@ def _reset_script(script: Mapping[str, Any], now: float) -> str:
 def _counters(counters: Mapping[str, Any]) -> str:
     return (
         f"{counters.get('rounds', 0)} rounds, {counters.get('echoes_sent', 0)} echoes "
-        f"({counters.get('echoes_lost', 0)} lost), {counters.get('state_changes', 0)} state "
+        f"({counters.get('echoes_lost', 0)} lost{_not_waited(counters)}), "
+        f"{counters.get('state_changes', 0)} state "
         f"changes, {counters.get('reset_script_runs', 0)} reset script runs"
     )
+
+
+def _not_waited(counters: Mapping[str, Any]) -> str:
+    abandoned = counters.get("echoes_abandoned")
+    return f", {abandoned} not waited for" if abandoned else ""
 
 
 def _ago(when: str | None, now: float) -> str:
