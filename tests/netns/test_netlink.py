@@ -16,7 +16,7 @@ from pingu.adapters.clock import MonotonicClock
 from pingu.adapters.netlink import NetlinkRouteTable
 from pingu.domain.commands import RunScript, StartProbe
 from pingu.domain.config import Config, UplinkConfig
-from pingu.domain.events import Event, LinkChanged, LinkVanished, RouteAppeared
+from pingu.domain.events import Event, LinkChanged, LinkVanished, RouteAppeared, RouteVanished
 from pingu.domain.model import RoundResult, Route, TargetResult
 from pingu.domain.ports import Resync, RouteChangeFailed
 from pingu.entrypoints.runtime import Daemon
@@ -59,16 +59,21 @@ def defaults(lab: Lab) -> set[tuple[str | None, str | None, int, int, int]]:
 
 
 @asynccontextmanager
-async def daemon_in(lab: Lab, metrics: dict[str, int]) -> AsyncIterator[Daemon]:
+async def daemon_in(
+    lab: Lab,
+    metrics: dict[str, int],
+    *,
+    table: NetlinkRouteTable | None = None,
+    table_check_interval: float | None = 10.0,
+) -> AsyncIterator[Daemon]:
     """The daemon's shell with the real netlink adapter, inside the lab's daemon namespace."""
     uplinks = tuple(
         UplinkConfig(name=name, metric=metric, targets=(TARGET,), period=30.0)
         for name, metric in metrics.items()
     )
-    table = NetlinkRouteTable()
-    daemon = Daemon(
-        Config(proto=PROTO, uplinks=uplinks), table, PassingProber(), NoScripts(), MonotonicClock()
-    )
+    table = table or NetlinkRouteTable()
+    config = Config(proto=PROTO, uplinks=uplinks, table_check_interval=table_check_interval)
+    daemon = Daemon(config, table, PassingProber(), NoScripts(), MonotonicClock())
     task = asyncio.create_task(daemon.run())
     try:
         yield daemon
@@ -385,3 +390,59 @@ def test_off_link_gateway_is_a_clear_error_not_a_crash(lab_factory: LabFactory) 
     assert "default via 203.0.113.1 dev wan1" in message
     assert "unreachable" in message.lower() or "invalid gateway" in message.lower()
     assert defaults(lab) == set()
+
+
+def test_an_own_route_deleted_unseen_during_an_overflow_is_put_back(
+    lab_factory: LabFactory,
+) -> None:
+    lab = lab_factory(["wan1", "wan2"])
+    lab.dhcp_add("wan1", metric=1024)
+    gateway = lab.gateway("wan1")
+    flood = flood_batch(25_000, "wan2", lab.gateway("wan2"), defaults=True)
+    mine = ["default", "via", gateway, "dev", "wan1", "proto", str(PROTO), "metric", "100"]
+
+    async def scenario() -> int:
+        async with daemon_in(lab, {"wan1": 100}) as daemon:
+            own = {("wan1", gateway, 100, PROTO, 0)}
+            await until(lambda: defaults(lab) == own, "the DHCP route captured")
+            batch = ["ip", "netns", "exec", lab.daemon_ns, "ip", "-batch", "-"]
+            # The loop is blocked: the flood fills the monitor's buffer, so the deletion
+            # that follows is never told; only a full read can show it.
+            subprocess.run(batch, input=flood, text=True, check=True, timeout=120)
+            lab.run("daemon", ["ip", "route", "del", *mine])
+            assert defaults(lab) == set()
+            await until(lambda: defaults(lab) == own, "pingu's route put back", 30)
+            table = daemon.route_table
+            assert isinstance(table, NetlinkRouteTable)
+            return table.resyncs
+
+    assert run_in_namespace(lab.daemon_ns, scenario()) >= 1
+
+
+class DeafToDeletions(NetlinkRouteTable):
+    """A route table whose event stream loses every RTM_DELROUTE, as a notification pingu
+    never reads (the periodic check has to find out)."""
+
+    async def events(self) -> AsyncIterator[Event | Resync]:
+        async for event in super().events():
+            if not isinstance(event, RouteVanished):
+                yield event
+
+
+def test_the_periodic_check_repairs_a_deletion_no_event_told_of(lab_factory: LabFactory) -> None:
+    lab = lab_factory(["wan1"])
+    lab.dhcp_add("wan1", metric=1024)
+    gateway = lab.gateway("wan1")
+    mine = ["default", "via", gateway, "dev", "wan1", "proto", str(PROTO), "metric", "100"]
+
+    async def scenario() -> None:
+        table = DeafToDeletions()
+        async with daemon_in(lab, {"wan1": 100}, table=table, table_check_interval=0.5) as d:
+            own = {("wan1", gateway, 100, PROTO, 0)}
+            await until(lambda: defaults(lab) == own, "the DHCP route captured")
+            lab.run("daemon", ["ip", "route", "del", *mine])
+            await asyncio.sleep(0.1)
+            assert d.core.uplinks["wan1"].installed is not None  # it was not told
+            await until(lambda: defaults(lab) == own, "pingu's route put back by a check", 5)
+
+    run_in_namespace(lab.daemon_ns, scenario())
