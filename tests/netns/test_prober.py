@@ -323,22 +323,21 @@ def test_early_verdict_stops_a_round_that_lost_more_than_max_lost(
     assert len(to_bad) == bad.sent
 
 
+def round_with_t2_dead(
+    lab: Lab, daemon: NamespaceLoop, prober: PacketProber, **settings: Any
+) -> RoundResult:
+    """One round of 10 echoes to T1 (answering) and T2 (silent), decided as early as it can."""
+    lab.set_loss(T2, 1.0)
+    probe = probe_for(lab, "wan1", targets=(T1, T2), count=10, decide_early=True, **settings)
+    return daemon.run(prober.run_round(probe))
+
+
 def test_a_round_whose_quorum_cannot_be_reached_stops_on_every_target(
     lab: Lab, daemon: NamespaceLoop, prober: PacketProber
 ) -> None:
-    lab.set_loss(T2, 1.0)
-    probe = probe_for(
-        lab,
-        "wan1",
-        targets=(T1, T2),
-        count=10,
-        interval_ms=100,
-        timeout_ms=250,
-        max_lost=1,
-        min_hosts_up=2,
-        decide_early=True,
+    result = round_with_t2_dead(
+        lab, daemon, prober, interval_ms=100, timeout_ms=250, max_lost=1, min_hosts_up=2
     )
-    result = daemon.run(prober.run_round(probe))
     good, bad = result.targets
     assert result.early
     assert bad.lost == 2
@@ -352,20 +351,16 @@ def test_a_round_whose_quorum_cannot_be_reached_stops_on_every_target(
 def test_a_round_whose_quorum_is_certain_stops_as_a_pass(
     lab: Lab, daemon: NamespaceLoop, prober: PacketProber
 ) -> None:
-    lab.set_loss(T2, 1.0)
-    probe = probe_for(
+    result = round_with_t2_dead(
         lab,
-        "wan1",
-        targets=(T1, T2),
-        count=10,
+        daemon,
+        prober,
         interval_ms=50,
         timeout_ms=400,  # T2's first echo expires after T1's seventh reply
         max_lost=3,
         min_hosts_up=1,
         max_delay_ms=500,
-        decide_early=True,
     )
-    result = daemon.run(prober.run_round(probe))
     good, bad = result.targets
     assert result.early
     # T1 passes for certain once even the 3 echoes left, lost, would keep it passing.
