@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pingu import __version__
-from pingu.adapters.config_file import load_config
+from pingu.adapters.config_file import ConfigReloader, load_config
 from pingu.adapters.netlink import RouteChangeFailed
-from pingu.adapters.state_file import boot_id
+from pingu.adapters.privileges import privilege_problem
+from pingu.adapters.state_file import WriteFailures, boot_id
 from pingu.adapters.systemd import Notifier, watchdog_interval
 from pingu.domain.commands import (
     RESET,
@@ -122,6 +123,8 @@ class Daemon:
         self.notifier = notifier or Notifier(None)
         self._status_line = ""
         self._told: dict[int, str] = {}
+        self._reloader = ConfigReloader()
+        self._write_failures = WriteFailures()
 
     def request_stop(self) -> None:
         self.queue.put_nowait(_Stop())
@@ -247,11 +250,13 @@ class Daemon:
         self._save_state()  # what changed while the file was being written
 
     def _write(self, store: StateStore, document: dict[str, object]) -> None:
+        where = f"state file {self.config.state_file}"
         try:
             store.write(document)
         except OSError as error:
-            log.error("state file %s: cannot write it: %s", self.config.state_file, error)
+            self._write_failures.failed(log, where, error)  # once, then at a bounded rate
             return
+        self._write_failures.succeeded(log, where)
         self._saved = document
 
     # -- reload ---------------------------------------------------------------------------
@@ -261,9 +266,13 @@ class Daemon:
         if path is None:
             log.warning("SIGHUP: no configuration file to reload")
             return
-        try:
-            config = await asyncio.to_thread(load_config, path)
-        except ConfigError as error:
+        # Read off the loop, bounded in time: decisions go on meanwhile, and the result
+        # comes back as another reload request.
+        loaded = self._reloader.request(path, self.request_reload)
+        if loaded is None:
+            return
+        if isinstance(loaded, ConfigError):
+            error = loaded
             log.error(
                 "reload of %s rejected: %d problem(s); the running configuration stays",
                 path,
@@ -272,6 +281,7 @@ class Daemon:
             for problem in error.problems:
                 log.error("  %s", problem)
             return
+        config = loaded
         changed = [k for k in _RESTART_ONLY if getattr(config, k) != getattr(self.config, k)]
         if "proto" in changed:
             log.error(
@@ -628,6 +638,10 @@ async def serve(config: Config, adapters: Adapters, config_path: str | None = No
 
 def run_daemon(config_path: str, verbose: bool = False) -> int:
     """`pingu run`: validate the configuration, then run until stopped."""
+    refused = privilege_problem()
+    if refused is not None:
+        sys.stderr.write(refused + "\n")
+        return 1
     try:
         config = load_config(config_path)
     except ConfigError as error:

@@ -367,7 +367,7 @@ def test_configuration_without_a_control_socket(
     assert "control_socket is null" in err
     code, _, err = status_cli(capsys, "--config", str(tmp_path / "missing.json"))
     assert code == 2
-    assert "missing.json: No such file or directory" in err
+    assert "missing.json: cannot read the configuration file: No such file or directory" in err
 
 
 def test_not_running(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
