@@ -287,7 +287,8 @@ def _size_problems(raw: object) -> list[ConfigProblem]:
             continue
         if len(items) > MAX_MEMBERS:
             kind = "object" if isinstance(value, dict) else "list"
-            rule = f"an {kind} of {len(items)} members (at most {MAX_MEMBERS})"
+            article = "an" if kind == "object" else "a"
+            rule = f"{article} {kind} of {len(items)} members (at most {MAX_MEMBERS})"
             return [ConfigProblem(path, _Elided(kind, len(items)), rule)]
         pending.extend(items)
     return []

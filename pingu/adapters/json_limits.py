@@ -11,6 +11,7 @@ offence; the scan costs a few regular-expression passes, whatever the text holds
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from itertools import accumulate
@@ -71,6 +72,13 @@ def _no_constants(name: str) -> object:
     raise ValueError(f"{name} is not a JSON value")
 
 
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"{text[:20]} is too large a number")
+    return number
+
+
 def loads(
     text: str,
     *,
@@ -79,13 +87,15 @@ def loads(
     allow_constants: bool = True,
 ) -> Any:
     """json.loads within the limits: JSONDecodeError for bad syntax, JsonLimitError (both
-    ValueErrors) past a limit; NaN and Infinity refused unless `allow_constants`."""
+    ValueErrors) past a limit; NaN, Infinity and numbers too large for a float (1e999)
+    refused unless `allow_constants`."""
     check_limits(text, max_depth)
     hooks: dict[str, Any] = {}
     if object_pairs_hook is not None:
         hooks["object_pairs_hook"] = object_pairs_hook
     if not allow_constants:
         hooks["parse_constant"] = _no_constants
+        hooks["parse_float"] = _finite
     try:
         return json.loads(text, **hooks)
     except RecursionError:  # the scan makes this unreachable; never a traceback if not

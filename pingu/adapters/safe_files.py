@@ -73,7 +73,8 @@ def owner_problem(info: os.stat_result) -> str | None:
 
 
 def check_path(path: str, *, follow_final: bool, create_mode: int | None = None) -> TrustedPath:
-    """Walk `path` from / as the kernel would, checking every entry against the rule.
+    """Walk `path` from / as the kernel would, checking every entry on the way against
+    the rule (the final entry's owner and kind are the caller's to judge).
 
     Symbolic links are followed (the final one only with `follow_final`), each checked
     where it is. Missing directories are created with `create_mode` when it is given
@@ -105,10 +106,14 @@ def check_path(path: str, *, follow_final: bool, create_mode: int | None = None)
         if info is None:
             _check_holder(current, current_info)
             return TrustedPath(candidate, None, current_info)
+        if not pending and not (follow_final and stat.S_ISLNK(info.st_mode)):
+            # The final entry: what it must be (and whose) is the caller's to say.
+            _check_holder(current, current_info)
+            return TrustedPath(candidate, info, current_info)
         problem = owner_problem(info)
         if problem is not None:
             raise UntrustedPath(f"{candidate}: {problem}")
-        if stat.S_ISLNK(info.st_mode) and (pending or follow_final):
+        if stat.S_ISLNK(info.st_mode):
             links += 1
             if links > MAX_SYMLINKS:
                 raise UntrustedPath(f"{path}: more than {MAX_SYMLINKS} symbolic links")
@@ -117,9 +122,6 @@ def check_path(path: str, *, follow_final: bool, create_mode: int | None = None)
                 current, current_info = "/", os.lstat("/")
             pending.extend(_components(target))
             continue
-        if not pending:
-            _check_holder(current, current_info)
-            return TrustedPath(candidate, info, current_info)
         if not stat.S_ISDIR(info.st_mode):
             raise NotADirectoryError(f"{candidate} is not a directory")
         _check_directory(candidate, info)
