@@ -6,8 +6,9 @@ gateways to install (a forged file). So the file lives only in a directory that 
 safe_files' rule (root's, and nobody else can write to it or to any directory above it),
 the temporary file is created new (O_EXCL, O_NOFOLLOW, a random name), only pingu's own
 file is ever read or replaced (a regular root-owned file with one link, not writable by
-group or others, holding a JSON object), every write is checked to the last byte before
-it replaces the good file, and every operation runs within a time limit. Anything
+group or others, holding a JSON object or what is left of one), every write is checked
+to the last byte before it replaces the good file, and every operation runs within a
+time limit. Anything
 unexpected is an error the daemon logs; it then runs without saved state.
 """
 
@@ -148,21 +149,16 @@ class JsonStateFile:
         return data
 
     def _check_replaceable(self, directory: int) -> None:
-        """Only pingu's own file may be replaced: one it could have written itself."""
+        """Only pingu's own file may be replaced: one it could have written itself, whole
+        or cut short (a corrupt state file is replaced), never another program's."""
         try:
             data = self._read_own(directory)
-            if data is None:
-                return
-            document = parse_document(data)
         except StateError as error:
+            raise UnsafeStateFile(f"{self.path}: not replaced: {error}") from None
+        if data is not None and not looks_like_a_json_object(data):
             raise UnsafeStateFile(
-                f"{self.path}: not replaced: it does not hold a JSON document ({error}), so it "
-                "may not be pingu's; remove it if it is"
-            ) from None
-        if not isinstance(document, dict):
-            raise UnsafeStateFile(
-                f"{self.path}: not replaced: it holds no JSON object, so it may not be "
-                "pingu's; remove it if it is"
+                f"{self.path}: not replaced: it does not hold a JSON object, so it may not "
+                "be pingu's; remove it if it is"
             )
 
     def _write_temporary(self, directory: int, data: bytes) -> str:
@@ -202,6 +198,12 @@ def own_file_problem(info: os.stat_result) -> str | None:
     if info.st_nlink != 1:
         return f"{info.st_nlink} hard links to it"
     return None
+
+
+def looks_like_a_json_object(data: bytes) -> bool:
+    """Whether `data` is empty or starts as a JSON object does: what pingu writes, even
+    cut short, and not a password file, a key list or a binary."""
+    return data.lstrip()[:1] in (b"", b"{")
 
 
 def parse_document(data: bytes) -> object:

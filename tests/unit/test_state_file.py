@@ -242,12 +242,18 @@ def test_another_programs_file_at_the_path_is_not_replaced(state_dir: Path, cont
     assert path.read_bytes() == content
 
 
-def test_pingus_own_file_is_replaced(state_dir: Path) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [b"", b'{\n "boot_id": "b",\n "kind": "pingu-st', b'  {"kind": "pingu-state"}', b"{}"],
+    ids=["empty", "cut short", "whole", "an object"],
+)
+def test_pingus_own_file_is_replaced_whole_or_cut_short(state_dir: Path, content: bytes) -> None:
     path = state_dir / "state.json"
-    write_good(path)
-    changed = {**GOOD, "boot_id": "another"}
-    JsonStateFile(str(path)).write(changed)
-    assert JsonStateFile(str(path)).read() == changed
+    path.write_bytes(content)
+    path.chmod(0o644)  # not writable by others: could be pingu's from an older version
+    JsonStateFile(str(path)).write(GOOD)
+    assert JsonStateFile(str(path)).read() == GOOD
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
 # -- 6. a FIFO blocks nothing ----------------------------------------------------------
