@@ -27,6 +27,7 @@ from dependency_injector import providers
 
 from pingu.adapters import control
 from pingu.adapters.control import ControlServer, ControlSocketError
+from pingu.adapters.privileges import privilege_problem
 from pingu.entrypoints import cli, runtime
 from pingu.entrypoints.containers import Adapters
 from pingu.entrypoints.operations import StartupError
@@ -286,6 +287,8 @@ def test_run_exits_1_when_start_up_is_refused(
     async def refused(*_: object) -> None:
         raise StartupError("another pingu is running (control socket /x answers)")
 
+    if privilege_problem() is not None:
+        pytest.skip("pingu run refuses at once without CAP_NET_ADMIN and CAP_NET_RAW")
     path = tmp_path / "config.json"
     path.write_text('{"host": "203.0.113.10", "interfaces": {"wan1": {"metric": 100}}}')
     monkeypatch.setattr(runtime, "serve", refused)
