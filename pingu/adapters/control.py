@@ -179,8 +179,8 @@ class ControlServer:
             self._handlers.add(handler)
         try:
             if busy:
-                # Its request is read (briefly) before the reply: closing on unread data
-                # would reset the connection, and the client would see a broken pipe.
+                # Its request is read (briefly) before the reply: a reply and a hang-up
+                # before the client has sent it would fail its send (a broken pipe).
                 with contextlib.suppress(TimeoutError, ValueError):
                     await asyncio.wait_for(reader.readline(), BUSY_READ_S)
                 reply = _error("busy: too many clients at once; try again")

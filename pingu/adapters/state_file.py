@@ -93,7 +93,7 @@ class JsonStateFile:
 
     def _write(self, data: bytes) -> None:
         if len(data) > MAX_STATE_BYTES:
-            raise UnsafeStateFile(f"{self.path}: the document is larger than {MAX_STATE_BYTES}")
+            raise UnsafeStateFile(f"{self.path}: the document is over {MAX_STATE_BYTES} bytes")
         directory = self._open_directory(create=True)
         try:
             self._check_replaceable(directory)

@@ -512,3 +512,21 @@ def test_an_interface_name_of_fifteen_bytes_is_accepted(tmp_path):
     name = "é" * 7 + "x"
     text = json.dumps({"host": "192.0.2.1", "interfaces": {name: {"metric": 1}}})
     assert load_config(write(tmp_path, text)).uplinks[0].name == name
+
+
+def nested_numbers(depth: int, digits: int) -> str:
+    return "[" * depth + "7" * digits
+
+
+@given(
+    st.text(alphabet='[]{}"\\:,-.0123456789eE \n/*aNI', max_size=3000)
+    | st.builds(nested_numbers, st.integers(0, 3000), st.integers(0, 5000))
+)
+def test_whatever_the_text_it_is_parsed_or_a_config_error(text):
+    problems: tuple[ConfigProblem, ...] = ()
+    try:
+        parse_config_text(text)
+    except ConfigError as error:
+        problems = error.problems
+        assert problems
+    assert all(len(str(problem)) < 1000 for problem in problems)
