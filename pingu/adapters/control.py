@@ -1,4 +1,11 @@
-"""The control socket: a local Unix stream server that answers `pingu status` with JSON."""
+"""The control socket: a local Unix stream server that answers `pingu status` with JSON.
+
+The socket is made only in a directory that passes safe_files' rule (root's, and nobody
+else can write to it or above it), so no one can swap the socket for a symlink between
+its creation and the chmod/chown that follow; it is bound with its final mode already
+in place, handed to `control_group` before it listens, and every request is bounded in
+size, time and nesting.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,8 @@ import socket
 import stat
 from collections.abc import Callable, Mapping
 
+from pingu.adapters import json_limits
+from pingu.adapters.safe_files import UntrustedPath, check_path
 from pingu.domain.errors import PinguError
 
 log = logging.getLogger(__name__)
@@ -23,6 +32,10 @@ WRITE_TIMEOUT_S = 5.0
 PROBE_TIMEOUT_S = 2.0
 CLOSE_TIMEOUT_S = 2.0
 MAX_CLIENTS = 32
+MAX_REQUEST_DEPTH = 8
+BUSY_READ_S = 1.0  # how long a turned-away client may take to send its request
+DIRECTORY_MODE = 0o755  # a configured group must reach the socket; its own mode keeps others out
+MAX_GID = 2**32 - 2
 COMMANDS = ("status",)
 
 StatusSource = Callable[[], Mapping[str, object]]
@@ -47,16 +60,22 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
         self._inode: tuple[int, int] | None = None
         self._clients: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[object]] = set()
 
     async def start(self) -> None:
         """Bind and listen; raise ControlSocketError with the reason when that is not safe."""
         gid = group_id(self.group) if self.group is not None else None
-        parent = os.path.dirname(self.path)
         try:
-            os.makedirs(parent, mode=0o755, exist_ok=True)
-        except OSError as error:
+            check_path(self.path, follow_final=False, create_mode=DIRECTORY_MODE)
+        except UntrustedPath as error:
             raise ControlSocketError(
-                f"control socket {self.path}: cannot create {parent}: {error.strerror}"
+                f"control socket {self.path}: {error}; choose a control_socket in a "
+                "directory only root can write, such as /run/pingu"
+            ) from None
+        except OSError as error:
+            parent = os.path.dirname(self.path)
+            raise ControlSocketError(
+                f"control socket {self.path}: cannot create {parent}: {error.strerror or error}"
             ) from None
         await self._clear_the_way()
         sock = self._bind(gid)
@@ -94,36 +113,42 @@ class ControlServer:
 
     def _bind(self, gid: int | None) -> socket.socket:
         """Bind with the final mode and group in place before `listen`: no client can
-        connect through wider permissions, even for an instant."""
+        connect through wider permissions, even for an instant.
+
+        The directory passed the rule, so the path is still this socket between the bind
+        and the chown/chmod (checked all the same: none of them follows a symlink)."""
         mode = 0o660 if gid is not None else 0o600
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            # The umask makes the socket file private from its creation; chmod makes the
-            # mode exact whatever umask the daemon was started with.
-            old = os.umask(0o777 & ~mode)
+            # Root-only from its creation; the group is given before the group's bits.
+            old = os.umask(0o177)
             try:
                 sock.bind(self.path)
             finally:
                 os.umask(old)
-            info = os.stat(self.path)
+            info = os.lstat(self.path)
             self._inode = (info.st_dev, info.st_ino)
-            os.chmod(self.path, mode)
-            if gid is not None:
-                os.chown(self.path, -1, gid)
+            _give_out(self.path, gid, mode, self._inode)
         except OSError as error:
             sock.close()
             self._unlink()
             raise ControlSocketError(
-                f"control socket {self.path}: cannot bind it: {error.strerror}"
+                f"control socket {self.path}: cannot bind it: {error.strerror or error}"
             ) from None
         sock.setblocking(False)
         return sock
 
     async def close(self) -> None:
-        """Stop listening, drop the clients and remove the socket file (if still ours)."""
+        """Stop listening, end the clients' handlers (each returns, none is left to the
+        loop's teardown), and remove the socket file (if still ours)."""
         server, self._server = self._server, None
         if server is not None:
             server.close()
+            handlers = list(self._handlers)
+            for handler in handlers:
+                handler.cancel()
+            if handlers:
+                await asyncio.wait(handlers, timeout=CLOSE_TIMEOUT_S)
             for writer in list(self._clients):
                 writer.close()
             with contextlib.suppress(TimeoutError):
@@ -149,18 +174,31 @@ class ControlServer:
     ) -> None:
         busy = len(self._clients) >= MAX_CLIENTS
         self._clients.add(writer)
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
         try:
             if busy:
+                # Its request is read (briefly) before the reply: a reply and a hang-up
+                # before the client has sent it would fail its send (a broken pipe).
+                with contextlib.suppress(TimeoutError, ValueError):
+                    await asyncio.wait_for(reader.readline(), BUSY_READ_S)
                 reply = _error("busy: too many clients at once; try again")
             else:
                 reply = await self._answer(reader)
             await _reply(writer, reply)
         except (ConnectionError, TimeoutError) as error:
             log.debug("control socket: client dropped: %s", error)
+        except asyncio.CancelledError:
+            # Stopping: the connection goes with the server. Returning (not re-raising)
+            # keeps asyncio from logging a traceback for each client.
+            log.debug("control socket: client dropped: the daemon is stopping")
         except Exception:
             log.exception("control socket: request failed; connection dropped")
         finally:
             self._clients.discard(writer)
+            if handler is not None:
+                self._handlers.discard(handler)
             writer.close()
 
     async def _answer(self, reader: asyncio.StreamReader) -> dict[str, object]:
@@ -175,8 +213,8 @@ class ControlServer:
     def handle(self, line: bytes) -> dict[str, object]:
         """The reply to one request line."""
         try:
-            request = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
+            request = json_limits.loads(line.decode(), max_depth=MAX_REQUEST_DEPTH)
+        except ValueError:  # UnicodeDecodeError, JSONDecodeError, JsonLimitError
             return _error('request is not JSON; send {"command": "status"}')
         command = request.get("command") if isinstance(request, dict) else None
         if command not in COMMANDS:
@@ -191,15 +229,33 @@ class ControlServer:
 
 def group_id(group: str) -> int:
     """The gid of `group` (a name or a number); ControlSocketError when there is none."""
-    if group.isdigit():
-        return int(group)
+    if group.isascii() and group.isdigit():
+        gid = int(group) if len(group) <= len(str(MAX_GID)) else MAX_GID + 1
+        if gid > MAX_GID:
+            raise ControlSocketError(f"control_group {group}: not a group number (0..{MAX_GID})")
+        return gid
     try:
         return grp.getgrnam(group).gr_gid
-    except KeyError:
+    except (KeyError, ValueError, UnicodeError):
         raise ControlSocketError(
             f"control_group {group!r}: no such group on this host; create it or set "
             "control_group to an existing group (or null: root only)"
         ) from None
+
+
+def _give_out(path: str, gid: int | None, mode: int, inode: tuple[int, int]) -> None:
+    """Give the socket just bound at `path` (`inode`) its group, then its mode."""
+
+    def check() -> None:
+        info = os.lstat(path)
+        if not stat.S_ISSOCK(info.st_mode) or (info.st_dev, info.st_ino) != inode:
+            raise OSError(f"{path} changed while it was set up")
+
+    check()
+    if gid is not None:
+        os.chown(path, -1, gid, follow_symlinks=False)
+    os.chmod(path, mode)
+    check()
 
 
 async def _answers(path: str) -> bool:

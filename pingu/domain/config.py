@@ -5,12 +5,13 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import math
+import re
 import shlex
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TypeVar
 
-from pingu.domain.errors import ConfigError, ConfigProblem
+from pingu.domain.errors import ConfigError, ConfigProblem, shorten
 
 
 class InitialState(Enum):
@@ -157,6 +158,10 @@ _MAX_METRIC = 2**32 - 1
 # Large enough for any sane setting, small enough that the timing arithmetic stays finite.
 _MAX_COUNT = 2**31 - 1
 _IFNAMSIZ = 16
+# A gid that chown can set (2^32 - 1 means "leave as is"); a name as groupadd allows one.
+_MAX_GID = 2**32 - 2
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}\$?", re.ASCII)
+_GROUP_NAME_RULE = "up to 32 ASCII letters, digits, '_', '.' and '-' (not '-' first)"
 
 
 class _Missing:
@@ -259,6 +264,8 @@ def _plain(number: float) -> float | int:
 
 
 def _suggestion(key: str, known: tuple[str, ...], elsewhere: tuple[str, ...], where: str) -> str:
+    if len(key) > 2 * max(map(len, known)):
+        return f"; known keys: {', '.join(known)}"  # too long to be a misspelling
     folded = key.strip().casefold()
     for candidate in known:
         if candidate.casefold() == folded:
@@ -273,13 +280,20 @@ def _suggestion(key: str, known: tuple[str, ...], elsewhere: tuple[str, ...], wh
 
 
 def _ifname_problem(name: str) -> str | None:
-    """Why `name` cannot be a Linux interface name (the kernel's dev_valid_name), or None."""
-    if not 1 <= len(name) < _IFNAMSIZ:
-        return f"an interface name must be 1 to {_IFNAMSIZ - 1} characters long"
+    """Why `name` cannot be a Linux interface name (the kernel's dev_valid_name), or None.
+
+    The kernel counts bytes, not characters: "é" * 8 is 16 bytes, one too many.
+    """
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:
+        return "an interface name must be valid Unicode text"
+    if not 1 <= size < _IFNAMSIZ:
+        return f"an interface name must be 1 to {_IFNAMSIZ - 1} bytes long (UTF-8)"
     if name in (".", ".."):
         return "an interface name cannot be '.' or '..'"
-    if any(c in "/:" or c.isspace() for c in name):
-        return "an interface name cannot contain '/', ':' or whitespace"
+    if any(c in "/:\0" or c.isspace() for c in name):
+        return "an interface name cannot contain '/', ':', whitespace or NUL"
     return None
 
 
@@ -439,7 +453,7 @@ class _Builder:
                 self.problem(path, key, "keys must be strings")
             elif key not in known:
                 hint = _suggestion(key, known, elsewhere, where)
-                self.problem(join_path(path, key), value, f"unknown key {key!r}{hint}")
+                self.problem(join_path(path, key), value, f"unknown key {shorten(repr(key))}{hint}")
 
     def proto(self, raw: dict[object, object]) -> int | None:
         proto = self.integer(raw, "", "proto", default=136, hi=255)
@@ -498,11 +512,18 @@ class _Builder:
         value = raw.get("control_group")
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, str | int) or str(value) == "":
-            self.problem("control_group", value, "must be a group name or number, or null")
-            return None
-        if isinstance(value, int) and value < 0:
-            self.problem("control_group", value, "must be a group name or number, or null")
+        rule = (
+            f"must be a group name or number, or null: a name of {_GROUP_NAME_RULE}, "
+            f"or a number from 0 to {_MAX_GID}"
+        )
+        if isinstance(value, int) and not isinstance(value, bool):
+            fits = 0 <= value <= _MAX_GID
+        elif isinstance(value, str) and value.isascii() and value.isdigit():
+            fits = len(value) <= len(str(_MAX_GID)) and int(value) <= _MAX_GID
+        else:
+            fits = isinstance(value, str) and _GROUP_NAME.fullmatch(value) is not None
+        if not fits:
+            self.problem("control_group", value, rule)
             return None
         return str(value)
 

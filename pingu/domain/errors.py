@@ -18,7 +18,15 @@ class ConfigProblem:
     rule: str
 
     def __str__(self) -> str:
-        return f"{self.path or '<top>'}: {self.value!r}: {self.rule}"
+        return f"{shorten(self.path) or '<top>'}: {shorten(repr(self.value))}: {self.rule}"
+
+
+def shorten(text: str, limit: int = 120) -> str:
+    """`text`, or its first `limit` characters and its length: a problem repeats what the
+    file said, and that can be a megabyte long."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
 
 
 class ConfigError(PinguError):

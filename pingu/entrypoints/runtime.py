@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pingu import __version__
-from pingu.adapters.config_file import load_config
+from pingu.adapters.config_file import ConfigReloader, load_config
 from pingu.adapters.gateways_file import gateways_document, parse_gateways
-from pingu.adapters.state_file import boot_id
+from pingu.adapters.privileges import privilege_problem
+from pingu.adapters.state_file import WriteFailures, boot_id
 from pingu.adapters.systemd import Notifier, watchdog_interval
 from pingu.domain.commands import (
     RESET,
@@ -128,7 +129,7 @@ class Daemon:
         self.scripts = scripts
         self.clock = clock
         self.state_store = state_store
-        self.gateways = _Kept(gateways_store, "gateways file")
+        self.gateways = _Kept(gateways_store, f"gateways file {config.gateways_file}")
         self.config_path = config_path
         self.core = Core(config, clock.monotonic())
         self.queue: asyncio.Queue[Event | Resync | _Stop | _Reload] = asyncio.Queue()
@@ -145,6 +146,8 @@ class Daemon:
         self.notifier = notifier or Notifier(None)
         self._status_line = ""
         self._told: dict[int, str] = {}
+        self._reloader = ConfigReloader()
+        self._write_failures = WriteFailures()
 
     def request_stop(self) -> None:
         self.queue.put_nowait(_Stop())
@@ -311,11 +314,13 @@ class Daemon:
         self._save_state()  # what changed while the file was being written
 
     def _write(self, store: StateStore, document: dict[str, object]) -> None:
+        where = f"state file {self.config.state_file}"
         try:
             store.write(document)
         except OSError as error:
-            log.error("state file %s: cannot write it: %s", self.config.state_file, error)
+            self._write_failures.failed(log, where, error)  # once, then at a bounded rate
             return
+        self._write_failures.succeeded(log, where)
         self._saved = document
 
     # -- reload ---------------------------------------------------------------------------
@@ -325,9 +330,13 @@ class Daemon:
         if path is None:
             log.warning("SIGHUP: no configuration file to reload")
             return
-        try:
-            config = await asyncio.to_thread(load_config, path)
-        except ConfigError as error:
+        # Read off the loop, bounded in time: decisions go on meanwhile, and the result
+        # comes back as another reload request.
+        loaded = self._reloader.request(path, self.request_reload)
+        if loaded is None:
+            return
+        if isinstance(loaded, ConfigError):
+            error = loaded
             log.error(
                 "reload of %s rejected: %d problem(s); the running configuration stays",
                 path,
@@ -336,6 +345,7 @@ class Daemon:
             for problem in error.problems:
                 log.error("  %s", problem)
             return
+        config = loaded
         changed = [k for k in _RESTART_ONLY if getattr(config, k) != getattr(self.config, k)]
         if "proto" in changed:
             log.error(
@@ -728,6 +738,10 @@ async def serve(config: Config, adapters: Adapters, config_path: str | None = No
 
 def run_daemon(config_path: str, verbose: bool = False) -> int:
     """`pingu run`: validate the configuration, then run until stopped."""
+    refused = privilege_problem()
+    if refused is not None:
+        sys.stderr.write(refused + "\n")
+        return 1
     try:
         config = load_config(config_path)
     except ConfigError as error:
@@ -748,8 +762,8 @@ def run_daemon(config_path: str, verbose: bool = False) -> int:
 
 class _Kept:
     """A file pingu keeps up to date besides its state (py-pingu's gateways file): written
-    off the loop, one write at a time, only when its content changed; a failing write is
-    logged once until one succeeds."""
+    off the loop, one write at a time, only when its content changed; failing writes are
+    logged at a bounded rate, as the state file's are."""
 
     def __init__(self, store: StateStore | None, what: str) -> None:
         self.store = store
@@ -757,6 +771,7 @@ class _Kept:
         self._saved: dict[str, object] | None = None
         self._writing: asyncio.Task[None] | None = None
         self._wanted: dict[str, object] | None = None
+        self._failures = WriteFailures()
         self._failing = False
 
     def save(self, document: dict[str, object], *, final: bool = False) -> None:
@@ -784,11 +799,9 @@ class _Kept:
         try:
             self.store.write(document)
         except OSError as error:
-            if not self._failing:
-                log.error("%s: cannot write it: %s", self.what, error)
+            self._failures.failed(log, self.what, error)
             self._failing = True
             return
-        if self._failing:
-            log.info("%s: written again", self.what)
+        self._failures.succeeded(log, self.what)
         self._failing = False
         self._saved = document

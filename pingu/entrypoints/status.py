@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import socket
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TextIO
 
-from pingu.adapters.config_file import parse_config_text
+from pingu.adapters import json_limits
+from pingu.adapters.config_file import parse_config_text, read_config_text
 from pingu.domain.config import DEFAULT_CONTROL_SOCKET
 from pingu.domain.errors import ConfigError
 
 DEFAULT_TIMEOUT_S = 5.0
 REPLY_LIMIT = 16 * 1024 * 1024
+REPLY_DEPTH = 32  # a status document nests 5 levels (status.uplinks[0].last_round.targets[0])
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the daemon answered with an error, or with something that is not a status
@@ -60,11 +62,14 @@ def socket_from_config(config_path: str | None) -> str | None:
     if config_path is None:
         return None
     try:
-        raw = parse_config_text(Path(config_path).read_text(encoding="utf-8"))
-    except OSError as error:
-        raise StatusUnavailable(f"config {config_path}: {error.strerror}", EXIT_USAGE) from None
-    except (ConfigError, UnicodeDecodeError) as error:
-        raise StatusUnavailable(f"config {config_path}: {error}", EXIT_USAGE) from None
+        # Only a regular file, bounded in size and nesting: never a hang on a FIFO.
+        raw = parse_config_text(read_config_text(config_path))
+    except ConfigError as error:
+        problem = error.problems[0]
+        where = f"{problem.path}: " if problem.path else ""
+        raise StatusUnavailable(
+            f"config {config_path}: {where}{problem.rule}", EXIT_USAGE
+        ) from None
     value = raw.get("control_socket", DEFAULT_CONTROL_SOCKET) if isinstance(raw, dict) else None
     if value is None:
         raise StatusUnavailable(
@@ -85,7 +90,9 @@ def query_status(path: str, timeout: float) -> dict[str, Any]:
         try:
             sock.settimeout(timeout)
             sock.connect(path)
-            sock.sendall(b'{"command": "status"}\n')
+            # A daemon that turned us away may have answered already: read it all the same.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(b'{"command": "status"}\n')
             data = _read_line(sock, deadline)
         except TimeoutError:
             raise StatusUnavailable(
@@ -105,7 +112,12 @@ def _read_line(sock: socket.socket, deadline: float) -> bytes:
         if remaining <= 0:
             raise TimeoutError
         sock.settimeout(remaining)
-        chunk = sock.recv(65536)
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            if chunks:
+                return b"".join(chunks)  # the reply came before the reset
+            raise
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
@@ -140,8 +152,10 @@ def _parse_reply(path: str, data: bytes) -> dict[str, Any]:
     if len(data) > REPLY_LIMIT:
         raise StatusUnavailable(f"reply on control socket {path} is too long", EXIT_FAILED)
     try:
-        reply = json.loads(data.split(b"\n", 1)[0])
-    except ValueError:
+        reply = json_limits.loads(
+            data.split(b"\n", 1)[0].decode(), max_depth=REPLY_DEPTH, allow_constants=False
+        )
+    except ValueError:  # not UTF-8, not JSON, nested too deep, NaN or Infinity
         raise StatusUnavailable(
             f"unexpected reply on control socket {path}: not JSON: {data[:80]!r}", EXIT_FAILED
         ) from None
@@ -171,7 +185,7 @@ def render(document: Mapping[str, Any], now: float | None = None) -> str:
         for uplink in document["uplinks"]:
             lines.append("")
             lines.extend(_uplink_block(uplink, now))
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
         raise StatusUnavailable(
             f"unexpected status document ({type(error).__name__}: {error}); "
             "try `pingu status --json`",

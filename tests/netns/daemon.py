@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
@@ -65,6 +65,7 @@ class RunningDaemon:
         name: str = "pingu",
         *,
         verbose: bool = False,
+        wrapper: Sequence[str] = (),
     ) -> None:
         self.lab = lab
         self.name = name
@@ -77,7 +78,8 @@ class RunningDaemon:
         self.log_path = workdir / f"{name}.log"
         self.write_config(self.config)
         self._log: TextIO = self.log_path.open("w")
-        argv = [sys.executable, "-m", "pingu", "run", "--config", str(self.config_path)]
+        # `wrapper` (e.g. setpriv ...) must exec the daemon, so that its pid is pingu's.
+        argv = [*wrapper, sys.executable, "-m", "pingu", "run", "--config", str(self.config_path)]
         self.process: subprocess.Popen[str] = lab.popen_in_daemon(
             [*argv, *(["-v"] if verbose else [])],
             stdin=subprocess.DEVNULL,
@@ -230,13 +232,20 @@ class Daemons:
         self.started: list[RunningDaemon] = []
 
     def start(
-        self, lab: Lab, config: Mapping[str, Any], *, verbose: bool = False, name: str | None = None
+        self,
+        lab: Lab,
+        config: Mapping[str, Any],
+        *,
+        verbose: bool = False,
+        name: str | None = None,
+        wrapper: Sequence[str] = (),
     ) -> RunningDaemon:
         """Start pingu in ``lab`` with ``config`` (``state_file`` and ``control_socket`` are
         put in ``workdir`` unless given: pass ``daemon.config`` again to restart on the same
-        state). ``verbose`` adds ``-v`` (passed rounds and every event are logged)."""
+        state). ``verbose`` adds ``-v`` (passed rounds and every event are logged);
+        ``wrapper`` is a command that execs the daemon (``setpriv ... --``)."""
         name = name or f"pingu-{len(self.started) + 1}"
-        daemon = RunningDaemon(lab, config, self.workdir, name, verbose=verbose)
+        daemon = RunningDaemon(lab, config, self.workdir, name, verbose=verbose, wrapper=wrapper)
         self.started.append(daemon)
         return daemon
 

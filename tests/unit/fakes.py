@@ -1,7 +1,10 @@
-"""Small stateful fakes of the outside world, for driving the core without a network."""
+"""Small stateful fakes of the outside world, for driving the core without a network, and
+the asyncio shell without a kernel."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from pingu.domain.commands import (
@@ -25,9 +28,11 @@ from pingu.domain.events import (
     RouteInstalled,
     RouteRefused,
     RouteVanished,
+    TableSnapshot,
     TimerFired,
 )
 from pingu.domain.model import RoundResult, Route, TargetResult
+from pingu.domain.ports import Resync, RouteChangeFailed
 
 PROTO = 136
 TARGET = "203.0.113.10"
@@ -204,3 +209,68 @@ class Driver:
 
     def transitions(self) -> list[tuple[str, str, str]]:
         return [(c.uplink, c.old, c.new) for c in self.log if isinstance(c, StateChanged)]
+
+
+# -- the ports, for the asyncio shell --------------------------------------------------
+
+
+class FakeRouteTable:
+    """Records route changes; serves a fixed table (links and routes), then waits."""
+
+    def __init__(self, events: list[Event], refuse: set[Route] | None = None) -> None:
+        self.links = [e for e in events if isinstance(e, LinkChanged)]
+        self.routes = {e.route for e in events if isinstance(e, RouteAppeared)}
+        self.refuse = refuse or set()
+        self.calls: list[tuple[str, Route]] = []
+        self.attempts: list[Route] = []
+
+    async def snapshot(self, *, initial: bool = False) -> TableSnapshot:
+        return TableSnapshot(tuple(self.links), tuple(self.routes), initial)
+
+    async def events(self) -> AsyncIterator[Event | Resync]:
+        yield Resync()
+        await asyncio.Event().wait()
+
+    async def install(self, route: Route) -> None:
+        self.attempts.append(route)
+        if route in self.refuse:
+            raise RouteChangeFailed("Network is unreachable")
+        self.calls.append(("install", route))
+        self.routes.add(route)
+
+    async def remove(self, route: Route) -> None:
+        self.calls.append(("remove", route))
+        self.routes.discard(route)
+
+    async def delete_foreign(self, route: Route) -> None:
+        self.calls.append(("delete", route))
+        self.routes.discard(route)
+
+
+class FakeProber:
+    """Answers rounds from a script of results; raises when told to."""
+
+    def __init__(self, results: list[RoundResult | Exception]) -> None:
+        self.results = results
+        self.rounds: list[StartProbe] = []
+
+    async def run_round(self, probe: StartProbe) -> RoundResult:
+        self.rounds.append(probe)
+        result = self.results.pop(0) if self.results else round_result()
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
+class FakeScripts:
+    def __init__(self) -> None:
+        self.runs: list[RunScript] = []
+
+    async def run(self, script: RunScript) -> int | None:
+        self.runs.append(script)
+        return 0
+
+
+class RealClock:
+    def monotonic(self) -> float:
+        return asyncio.get_running_loop().time()

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
+import subprocess
+import sys
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pingu.adapters.config_file import (
+    MAX_CONFIG_BYTES,
     load_config,
     parse_config_text,
     script_problem,
     strip_json_comments,
 )
 from pingu.domain.errors import ConfigError, ConfigProblem
+from pingu.entrypoints import cli
 
 # The example of the seed's README (seed-py-pingu.md), verbatim.
 SEED_EXAMPLE = """\
@@ -324,3 +331,202 @@ def test_hook_scripts_follow_the_same_rules(tmp_path, key):
     (problem,) = load_problems(write(tmp_path, minimal_text(**{key: unsafe})))
     assert problem.path == f"interfaces.wan1.{key}"
     assert "writable by group or others" in problem.rule
+
+
+# --- hostile files (issue 12): every one a problem with a message, never a traceback ----
+
+
+def check_config_in_a_child(path: str) -> subprocess.CompletedProcess[str]:
+    """`pingu check-config PATH` in a process of its own, bounded in time and memory: a
+    reader that waits or reads without end fails this way instead of hanging the tests."""
+
+    def limits() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY, CHILD_MEMORY))
+
+    return subprocess.run(
+        [sys.executable, "-m", "pingu", "check-config", path],
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+        preexec_fn=limits,
+        check=False,
+    )
+
+
+CHILD_TIMEOUT_S = 60
+CHILD_MEMORY = 1024 * 1024 * 1024
+
+
+def test_a_fifo_as_configuration_is_refused_without_waiting(tmp_path):
+    fifo = tmp_path / "config.json"
+    os.mkfifo(fifo)
+    done = check_config_in_a_child(str(fifo))
+    assert done.returncode == 1
+    assert "it is a FIFO, not a regular file" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_dev_zero_as_configuration_is_refused_without_reading_it():
+    done = check_config_in_a_child("/dev/zero")
+    assert done.returncode == 1
+    assert "it is a character device, not a regular file" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_file_over_one_mib_is_refused_and_one_of_exactly_one_mib_is_read(tmp_path):
+    body = minimal_text()
+    exactly = write(tmp_path, body + " " * (MAX_CONFIG_BYTES - len(body)), "exact.json")
+    assert os.path.getsize(exactly) == MAX_CONFIG_BYTES
+    assert load_config(exactly).uplinks[0].name == "wan1"
+    over = write(tmp_path, body + " " * (MAX_CONFIG_BYTES + 1 - len(body)), "over.json")
+    (problem,) = load_problems(over)
+    assert problem.rule == "the configuration file is larger than 1024 KiB"
+
+
+def test_an_integer_of_4301_digits_is_a_problem_where_it_is(tmp_path):
+    text = '{"host": "192.0.2.1",\n "proto": ' + "1" * 4301 + ', "interfaces": {}}'
+    (problem,) = load_problems(write(tmp_path, text))
+    assert problem.path == "line 2, column 11"
+    assert problem.rule == "a number of 4301 digits (at most 100)"
+    assert len(str(problem)) < 400
+
+
+@pytest.mark.parametrize("depth", [21, 1000, 100_000])
+def test_deep_nesting_is_a_problem_where_it_goes_too_deep(tmp_path, depth):
+    text = '{"host": ' + "[" * depth + "]" * depth + ', "interfaces": {}}'
+    (problem,) = load_problems(write(tmp_path, text))
+    assert problem.path == "line 1, column 29"  # the 21st level: the 20th "["
+    assert problem.rule == "nested more than 20 levels deep"
+
+
+def test_twenty_levels_are_parsed():
+    nested: object = []
+    for _ in range(19):
+        nested = [nested]
+    assert parse_config_text("[" * 20 + "]" * 20) == nested
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"host": "192.0.2.1", "interfaces": {"wan1": {"metric": ' + "9" * 5000 + "}}}",
+        '{"interfaces": ' + '{"a": ' * 1000 + "1" + "}" * 1000 + "}",
+        "[" * 4000,
+        '{"a": [' * 600,
+    ],
+    ids=["5000 digits", "1000 objects deep", "4000 [", "600 unclosed"],
+)
+def test_check_config_reports_hostile_files_in_one_line_without_traceback(tmp_path, capsys, text):
+    path = write(tmp_path, text)
+    assert cli.main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"config {path}: 1 problem:\n")
+    assert "Traceback" not in err
+
+
+def test_a_list_of_too_many_members_is_one_problem(tmp_path):
+    hosts = [f"192.0.2.{i % 250 + 1}" for i in range(5000)]
+    text = json.dumps({"host": hosts, "interfaces": {"wan1": {"metric": 1}}})
+    (problem,) = load_problems(write(tmp_path, text))
+    assert problem.path == "host"
+    assert problem.rule == "a list of 5000 members (at most 1000)"
+    assert str(problem) == "host: <list of 5000 members>: a list of 5000 members (at most 1000)"
+
+
+def test_a_lone_surrogate_is_not_text(tmp_path):
+    text = '{"host": "192.0.2.1", "state_file": "/var/lib/\\ud800", "interfaces": {}}'
+    (problem,) = load_problems(write(tmp_path, text))
+    assert problem.path == "state_file"
+    assert "not valid Unicode text" in problem.rule
+
+
+def test_a_value_of_most_of_a_megabyte_is_not_repeated_whole(tmp_path):
+    huge = "x" * 300_000
+    text = json.dumps({"host": huge, "interfaces": {huge: {"metric": 1}}, huge: 1})
+    problems = load_problems(write(tmp_path, text))
+    assert {p.path[:10] for p in problems} == {"host", "interfaces", "x" * 10}
+    for problem in problems:
+        shown = str(problem)
+        assert len(shown) < 1000, shown[:200]
+        assert " characters)" in shown
+
+
+class CountingText(str):
+    """Text that counts how often it is looked at one position at a time."""
+
+    looks = 0
+
+    def __getitem__(self, key: Any) -> str:
+        CountingText.looks += 1
+        return str.__getitem__(self, key)
+
+    def startswith(self, *args: Any) -> bool:
+        CountingText.looks += 1
+        return str.startswith(self, *args)
+
+
+def test_megabytes_of_whitespace_are_not_walked_one_character_at_a_time():
+    """10 MB of whitespace took 6.9 s: comments were stripped character by character. The
+    work now follows the comments and strings, which the count shows whatever the
+    machine's speed."""
+    text = " " * 1_000_000 + '{"a": [1, "//", 2]} // end' + "\n" * 1000
+    CountingText.looks = 0
+    stripped = strip_json_comments(CountingText(text))
+    assert stripped == text.replace("// end", "      ")
+    assert CountingText.looks < 100
+    assert parse_config_text(text) == {"a": [1, "//", 2]}
+
+
+@pytest.mark.parametrize(
+    "group",
+    ["\u00b2", "a\u0000b", 2**32, 2**32 - 1, "4294967295", "9" * 30, "-x", "ab:c", "a b", "é"],
+)
+def test_control_group_values_run_would_choke_on_are_problems(tmp_path, group):
+    text = minimal_text().replace('"host"', f'"control_group": {json.dumps(group)}, "host"')
+    (problem,) = load_problems(write(tmp_path, text))
+    assert problem.path == "control_group"
+    assert "group name or number" in problem.rule
+
+
+@pytest.mark.parametrize("group", ["adm", "pingu-status", "_pingu", "4242", 0, 4294967294])
+def test_control_group_names_and_numbers_are_accepted(tmp_path, group):
+    text = minimal_text().replace('"host"', f'"control_group": {json.dumps(group)}, "host"')
+    assert load_config(write(tmp_path, text)).control_group == str(group)
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("é" * 8, "1 to 15 bytes long"),  # 8 characters, 16 bytes
+        ("wan\u00001", "NUL"),
+        ("\ud800", "valid Unicode"),
+    ],
+)
+def test_interface_names_are_checked_in_bytes_and_refuse_nul(tmp_path, name, why):
+    text = json.dumps({"host": "192.0.2.1", "interfaces": {name: {"metric": 1}}})
+    found = load_problems(write(tmp_path, text))
+    assert any(why in problem.rule for problem in found), found
+
+
+def test_an_interface_name_of_fifteen_bytes_is_accepted(tmp_path):
+    name = "é" * 7 + "x"
+    text = json.dumps({"host": "192.0.2.1", "interfaces": {name: {"metric": 1}}})
+    assert load_config(write(tmp_path, text)).uplinks[0].name == name
+
+
+def nested_numbers(depth: int, digits: int) -> str:
+    return "[" * depth + "7" * digits
+
+
+@given(
+    st.text(alphabet='[]{}"\\:,-.0123456789eE \n/*aNI', max_size=3000)
+    | st.builds(nested_numbers, st.integers(0, 3000), st.integers(0, 5000))
+)
+def test_whatever_the_text_it_is_parsed_or_a_config_error(text):
+    problems: tuple[ConfigProblem, ...] = ()
+    try:
+        parse_config_text(text)
+    except ConfigError as error:
+        problems = error.problems
+        assert problems
+    assert all(len(str(problem)) < 1000 for problem in problems)

@@ -8,10 +8,13 @@ import contextlib
 import dataclasses
 import grp
 import json
+import logging
 import os
+import select
 import shutil
 import socket
 import stat
+import subprocess
 import sys
 import tempfile
 import threading
@@ -24,6 +27,7 @@ from dependency_injector import providers
 
 from pingu.adapters import control
 from pingu.adapters.control import ControlServer, ControlSocketError
+from pingu.adapters.privileges import privilege_problem
 from pingu.entrypoints import cli, runtime
 from pingu.entrypoints.containers import Adapters
 from pingu.entrypoints.operations import StartupError
@@ -283,6 +287,8 @@ def test_run_exits_1_when_start_up_is_refused(
     async def refused(*_: object) -> None:
         raise StartupError("another pingu is running (control socket /x answers)")
 
+    if privilege_problem() is not None:
+        pytest.skip("pingu run refuses at once without CAP_NET_ADMIN and CAP_NET_RAW")
     path = tmp_path / "config.json"
     path.write_text('{"host": "203.0.113.10", "interfaces": {"wan1": {"metric": 100}}}')
     monkeypatch.setattr(runtime, "serve", refused)
@@ -367,7 +373,7 @@ def test_configuration_without_a_control_socket(
     assert "control_socket is null" in err
     code, _, err = status_cli(capsys, "--config", str(tmp_path / "missing.json"))
     assert code == 2
-    assert "missing.json: No such file or directory" in err
+    assert "missing.json: cannot read the configuration file: No such file or directory" in err
 
 
 def test_not_running(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -477,3 +483,194 @@ def test_a_status_of_the_wrong_shape_is_an_error_in_the_table_but_fine_as_json(
         code, out, _ = status_cli(capsys, "--socket", str(path), "--json")
     assert code == 0
     assert json.loads(out) == {"uplinks": [42]}
+
+
+# -- hostile input (issue 12) ------------------------------------------------------------
+
+NOBODY = 65534
+
+
+def root_only() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("makes directories of another user: needs root")
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o1777], ids=["0777", "0770", "1777"])
+def test_a_socket_directory_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    """Whoever can write there could swap the socket for a symlink between its bind and
+    its chmod/chown, and have root open up a file of its choice."""
+    directory = tmp_path / "run"
+    directory.mkdir()
+    directory.chmod(mode)
+    path = directory / "control.sock"
+    with pytest.raises(ControlSocketError, match="writable by group or others") as refused:
+        asyncio.run(ControlServer(str(path), status_document).start())
+    assert "directory only root can write" in str(refused.value)
+    assert os.listdir(directory) == []
+
+
+def test_a_socket_under_a_directory_of_another_user_is_refused(tmp_path: Path) -> None:
+    root_only()
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, NOBODY, NOBODY)
+    with pytest.raises(ControlSocketError, match="owned by uid 65534"):
+        asyncio.run(ControlServer(str(theirs / "pingu" / "control.sock"), status_document).start())
+    assert not (theirs / "pingu").exists()
+
+
+def test_setting_up_the_socket_never_acts_through_a_symlink(tmp_path: Path) -> None:
+    """If the socket were replaced by a symlink between bind and chmod, the chmod must
+    not land on the file it points to (here driven step by step)."""
+    secret = tmp_path / "secret"
+    secret.write_text("root only\n")
+    secret.chmod(0o600)
+    path = tmp_path / "control.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(str(path))
+        info = os.lstat(path)
+        path.unlink()
+        path.symlink_to(secret)
+        with pytest.raises(OSError, match="changed while it was set up"):
+            control._give_out(str(path), os.getegid(), 0o660, (info.st_dev, info.st_ino))
+    assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
+
+
+@pytest.mark.parametrize("group", ["\u00b2", "a\u0000b", "4294967296", "9" * 5000])
+def test_a_control_group_run_could_not_use_is_a_start_up_error_not_a_crash(
+    tmp_path: Path, group: str
+) -> None:
+    server = ControlServer(str(tmp_path / "control.sock"), status_document, group)
+    with pytest.raises(ControlSocketError, match="control_group"):
+        asyncio.run(server.start())
+
+
+def test_a_deeply_nested_request_gets_an_error_reply(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "control.sock"
+    with serving(path):
+        reply = request(path, b"[" * 4000 + b"\n")
+        assert reply == {"ok": False, "error": 'request is not JSON; send {"command": "status"}'}
+        assert request(path, b'{"command": "status"}\n')["ok"] is True
+    assert "RecursionError" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_stopping_with_clients_connected_logs_no_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "control.sock"
+
+    async def scenario() -> None:
+        server = ControlServer(str(path), status_document)
+        await server.start()
+        clients = [await asyncio.open_unix_connection(str(path)) for _ in range(3)]
+        await asyncio.sleep(0)  # their handlers are waiting for a request
+        await server.close()
+        for _, writer in clients:
+            writer.close()
+        # asyncio.run then cancels whatever is left, as the daemon's exit does.
+
+    asyncio.run(scenario())
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+    assert not path.exists()
+
+
+@contextlib.contextmanager
+def at_the_client_limit(path: Path) -> Iterator[None]:
+    """A control server on `path` with MAX_CLIENTS silent clients connected."""
+    with contextlib.ExitStack() as stack:
+        loop = stack.enter_context(LoopThread())
+        server = ControlServer(str(path), status_document)
+        loop.run(server.start())
+        stack.callback(loop.run, server.close())
+        for _ in range(control.MAX_CLIENTS):
+            sock = stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+            sock.connect(str(path))
+
+        async def clients() -> int:
+            return len(server._clients)
+
+        for _ in range(int(WAIT_S / 0.01)):
+            if loop.run(clients()) == control.MAX_CLIENTS:
+                break
+            threading.Event().wait(0.01)
+        else:
+            pytest.fail("the silent clients were not all accepted")
+        yield
+
+
+BUSY = "busy: too many clients at once; try again"
+
+
+def test_a_status_at_the_client_limit_is_told_busy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "control.sock"
+    with at_the_client_limit(path):
+        code, out, err = status_cli(capsys, "--socket", str(path))
+    assert (code, out) == (1, "")
+    assert err == f"pingu answered on {path} with an error: {BUSY}\n"
+
+
+def test_a_turned_away_client_slow_to_ask_still_gets_the_busy_reply(tmp_path: Path) -> None:
+    """The issue's `Broken pipe`: the server answered busy and closed before the client
+    had sent its request, so the client's send failed. It now reads the request first."""
+    path = tmp_path / "control.sock"
+    with at_the_client_limit(path), socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as late:
+        late.settimeout(WAIT_S)
+        late.connect(str(path))
+        # Slow to send its request: long enough for a server that does not wait for it
+        # to answer and hang up (the poll ends then), too short for one that waits.
+        hang_up = select.poll()
+        hang_up.register(late, select.POLLRDHUP | select.POLLHUP)
+        hang_up.poll(control.BUSY_READ_S / 2 * 1000)
+        late.sendall(b'{"command": "status"}\n')
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = late.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    assert json.loads(data) == {"ok": False, "error": BUSY}
+
+
+def test_a_fifo_as_status_configuration_is_refused_without_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.json"
+    os.mkfifo(fifo)
+    done = subprocess.run(
+        [sys.executable, "-m", "pingu", "status", "--config", str(fifo)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"config {fifo}: cannot read the configuration file: it is a FIFO, not a regular file\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (b"[" * 100_000 + b"\n", "not JSON"),
+        (b'{"ok": true, "status": {"uplinks": [], "uptime_s": Infinity}}\n', "not JSON"),
+        (b'{"ok": true, "status": {"uplinks": [], "uptime_s": NaN}}\n', "not JSON"),
+        (b'{"ok": true, "status": {"uplinks": [], "uptime_s": 1e999}}\n', "not JSON"),
+        (b'{"ok": true, "status": {"uplinks": [], "pid": ' + b"9" * 5000 + b"}}\n", "not JSON"),
+    ],
+    ids=["deep", "Infinity", "NaN", "1e999", "5000 digits"],
+)
+def test_hostile_replies_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], reply: bytes, message: str
+) -> None:
+    path = tmp_path / "control.sock"
+    with answering_with(path, reply):
+        code, out, err = status_cli(capsys, "--socket", str(path))
+    assert (code, out) == (1, "")
+    assert message in err
+    assert err.count("\n") == 1
+    assert len(err) < 300

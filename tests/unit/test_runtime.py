@@ -8,85 +8,31 @@ import dataclasses
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 from dependency_injector import providers
 
 from pingu.adapters.config_file import load_config
 from pingu.adapters.systemd import Notifier
-from pingu.domain.commands import RunScript, StartProbe
+from pingu.domain.commands import StartProbe
 from pingu.domain.config import Config, OnExit
-from pingu.domain.events import Event, LinkChanged, RouteAppeared, TableSnapshot
+from pingu.domain.events import Event, LinkChanged, RouteAppeared
 from pingu.domain.model import RoundResult, Route
-from pingu.domain.ports import Resync, RouteChangeFailed
 from pingu.domain.state import StateError
 from pingu.entrypoints.containers import Adapters
 from pingu.entrypoints.runtime import Daemon, configure_logging
-from tests.unit.fakes import PROTO, config, dhcp_route, round_result, uplink
-
-
-class FakeRouteTable:
-    """Records route changes; serves a fixed table (links and routes), then waits."""
-
-    def __init__(self, events: list[Event], refuse: set[Route] | None = None) -> None:
-        self.links = [e for e in events if isinstance(e, LinkChanged)]
-        self.routes = {e.route for e in events if isinstance(e, RouteAppeared)}
-        self.refuse = refuse or set()
-        self.calls: list[tuple[str, Route]] = []
-        self.attempts: list[Route] = []
-
-    async def snapshot(self, *, initial: bool = False) -> TableSnapshot:
-        return TableSnapshot(tuple(self.links), tuple(self.routes), initial)
-
-    async def events(self) -> AsyncIterator[Event | Resync]:
-        yield Resync()
-        await asyncio.Event().wait()
-
-    async def install(self, route: Route) -> None:
-        self.attempts.append(route)
-        if route in self.refuse:
-            raise RouteChangeFailed("Network is unreachable")
-        self.calls.append(("install", route))
-        self.routes.add(route)
-
-    async def remove(self, route: Route) -> None:
-        self.calls.append(("remove", route))
-        self.routes.discard(route)
-
-    async def delete_foreign(self, route: Route) -> None:
-        self.calls.append(("delete", route))
-        self.routes.discard(route)
-
-
-class FakeProber:
-    """Answers rounds from a script of results; raises when told to."""
-
-    def __init__(self, results: list[RoundResult | Exception]) -> None:
-        self.results = results
-        self.rounds: list[StartProbe] = []
-
-    async def run_round(self, probe: StartProbe) -> RoundResult:
-        self.rounds.append(probe)
-        result = self.results.pop(0) if self.results else round_result()
-        if isinstance(result, Exception):
-            raise result
-        return result
-
-
-class FakeScripts:
-    def __init__(self) -> None:
-        self.runs: list[RunScript] = []
-
-    async def run(self, script: RunScript) -> int | None:
-        self.runs.append(script)
-        return 0
-
-
-class RealClock:
-    def monotonic(self) -> float:
-        return asyncio.get_running_loop().time()
-
+from tests.unit.fakes import (
+    PROTO,
+    FakeProber,
+    FakeRouteTable,
+    FakeScripts,
+    RealClock,
+    config,
+    dhcp_route,
+    round_result,
+    uplink,
+)
 
 EVENTS: list[Event] = [
     LinkChanged(2, "wan1", True, True, False, "100.64.1.2"),

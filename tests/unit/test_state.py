@@ -47,8 +47,8 @@ def test_corrupt_state_files_are_reported(tmp_path, content: bytes, why: str) ->
 
 
 def test_unreadable_state_file_is_reported(tmp_path) -> None:
-    with pytest.raises(StateError, match="cannot read it"):
-        JsonStateFile(str(tmp_path)).read()  # a directory
+    with pytest.raises(StateError, match=r"not a regular file \(a directory\)"):
+        JsonStateFile(str(tmp_path)).read()
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path) -> None:
