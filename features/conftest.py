@@ -15,17 +15,14 @@ from parse import with_pattern
 from pytest_bdd import given, parsers, then, when
 
 from pingu.domain.commands import (
-    Command,
-    DeleteRoute,
-    InstallRoute,
-    RemoveRoute,
-    RoundJudged,
-    RouteCaptured,
+    DeleteCapturedRoute,
+    InstallOwnRoute,
+    RemoveOwnRoute,
     RunScript,
     StartProbe,
-    StateChanged,
 )
 from pingu.domain.config import InitialState, UplinkConfig
+from pingu.domain.core import Output
 from pingu.domain.events import RouteAppeared, ScriptFinished
 from pingu.domain.model import (
     MAIN_TABLE,
@@ -34,6 +31,11 @@ from pingu.domain.model import (
     RoundResult,
     Route,
     TargetResult,
+)
+from pingu.domain.reports import (
+    RoundJudged,
+    RouteCaptured,
+    StateChanged,
 )
 from tests.unit.fakes import IFINDEX, PROTO, Driver, config, round_result, uplink
 
@@ -153,11 +155,11 @@ def uplinks_from(datatable: list[list[str]]) -> list[UplinkConfig]:
     return uplinks
 
 
-def _of_type(commands: Iterable[Command], kind: type[C]) -> list[C]:
+def _of_type(commands: Iterable[Output], kind: type[C]) -> list[C]:
     return [c for c in commands if isinstance(c, kind)]
 
 
-def _index(commands: list[Command], wanted: Command) -> int:
+def _index(commands: list[Output], wanted: Output) -> int:
     assert wanted in commands, f"expected {wanted} among:\n" + "\n".join(map(str, commands))
     return commands.index(wanted)
 
@@ -184,43 +186,43 @@ def pingu_runs_starting(state: str, datatable: list[list[str]]) -> Driver:
 
 @given(step("the link {name:Word} is up"), target_fixture="commands")
 @when(step("the link {name:Word} is up"), target_fixture="commands")
-def link_up(driver: Driver, name: str) -> list[Command]:
+def link_up(driver: Driver, name: str) -> list[Output]:
     return driver.link(name)
 
 
 @given(step("the point-to-point link {name:Word} is up"), target_fixture="commands")
 @when(step("the point-to-point link {name:Word} is up"), target_fixture="commands")
-def p2p_link_up(driver: Driver, name: str) -> list[Command]:
+def p2p_link_up(driver: Driver, name: str) -> list[Output]:
     return driver.link(name, p2p=True)
 
 
 @given(step("{name:Word} loses its carrier"), target_fixture="commands")
 @when(step("{name:Word} loses its carrier"), target_fixture="commands")
-def carrier_lost(driver: Driver, name: str) -> list[Command]:
-    return driver.link(name, carrier=False, p2p=driver.core.uplinks[name].point_to_point)
+def carrier_lost(driver: Driver, name: str) -> list[Output]:
+    return driver.link(name, carrier=False, p2p=driver.core.view().uplink(name).link.point_to_point)
 
 
 @given(step("{name:Word} gets its carrier back"), target_fixture="commands")
 @when(step("{name:Word} gets its carrier back"), target_fixture="commands")
-def carrier_back(driver: Driver, name: str) -> list[Command]:
-    return driver.link(name, carrier=True, p2p=driver.core.uplinks[name].point_to_point)
+def carrier_back(driver: Driver, name: str) -> list[Output]:
+    return driver.link(name, carrier=True, p2p=driver.core.view().uplink(name).link.point_to_point)
 
 
 @given(step('the route "{route:Route}" appears'), target_fixture="commands")
 @when(step('the route "{route:Route}" appears'), target_fixture="commands")
-def route_appears(driver: Driver, route: Route) -> list[Command]:
+def route_appears(driver: Driver, route: Route) -> list[Output]:
     return driver.send(RouteAppeared(route))
 
 
 @given(step('the DHCP client of {name:Word} installs "{route:Route}"'), target_fixture="commands")
 @when(step('the DHCP client of {name:Word} installs "{route:Route}"'), target_fixture="commands")
-def dhcp_installs(driver: Driver, name: str, route: Route) -> list[Command]:
+def dhcp_installs(driver: Driver, name: str, route: Route) -> list[Output]:
     assert route.ifname == name, f"the DHCP client of {name} installs routes on {name} only"
     return driver.send(RouteAppeared(route))
 
 
 @given(step("{name:Word} is up with a DHCP lease via {gateway:Word}"), target_fixture="commands")
-def up_with_lease(driver: Driver, name: str, gateway: str) -> list[Command]:
+def up_with_lease(driver: Driver, name: str, gateway: str) -> list[Output]:
     lease = f"default via {gateway} dev {name} proto dhcp metric {DHCP_METRIC}"
     return driver.link(name) + driver.send(RouteAppeared(parse_route(lease)))
 
@@ -229,23 +231,23 @@ def up_with_lease(driver: Driver, name: str, gateway: str) -> list[Command]:
 
 
 def _round_in_progress(driver: Driver, name: str) -> None:
-    assert driver.core.uplinks[name].probing, f"no round is in progress on {name}"
+    assert driver.core.view().uplink(name).round_running, f"no round is in progress on {name}"
 
 
-def _answer(driver: Driver, name: str, result: RoundResult) -> list[Command]:
+def _answer(driver: Driver, name: str, result: RoundResult) -> list[Output]:
     _round_in_progress(driver, name)
     return driver.finish(name, result)
 
 
 @given(step("the round on {name:Word} passes"), target_fixture="commands")
 @when(step("the round on {name:Word} passes"), target_fixture="commands")
-def round_passes(driver: Driver, name: str) -> list[Command]:
+def round_passes(driver: Driver, name: str) -> list[Output]:
     return _answer(driver, name, round_result())
 
 
 @given(step("the round on {name:Word} fails"), target_fixture="commands")
 @when(step("the round on {name:Word} fails"), target_fixture="commands")
-def round_fails(driver: Driver, name: str) -> list[Command]:
+def round_fails(driver: Driver, name: str) -> list[Output]:
     return _answer(driver, name, round_result(received=0))
 
 
@@ -258,15 +260,16 @@ def round_fails(driver: Driver, name: str) -> list[Command]:
 )
 def round_measured(
     driver: Driver, name: str, received: int, sent: int, delay: float
-) -> list[Command]:
+) -> list[Output]:
     return _answer(driver, name, round_result(sent=sent, received=received, delay_ms=delay))
 
 
 @given(step("the round on {name:Word} gets no echo back from {silent}"), target_fixture="commands")
 @when(step("the round on {name:Word} gets no echo back from {silent}"), target_fixture="commands")
-def round_with_silent_targets(driver: Driver, name: str, silent: str) -> list[Command]:
+def round_with_silent_targets(driver: Driver, name: str, silent: str) -> list[Output]:
     """Every target answers all its echoes in 10 ms, except the silent ones."""
-    settings = driver.core.uplinks[name].config
+    settings = driver.core.config.uplink(name)
+    assert settings is not None
     quiet = _split_addresses(silent)
     assert set(quiet) <= set(settings.targets), f"{quiet} are not all targets of {name}"
     results = tuple(
@@ -281,14 +284,16 @@ def round_with_silent_targets(driver: Driver, name: str, silent: str) -> list[Co
 @given(step("{seconds:g} seconds pass"), target_fixture="commands")
 @when(step("{seconds:g} seconds pass"), target_fixture="commands")
 @when(step("{seconds:g} second passes"), target_fixture="commands")
-def time_passes(driver: Driver, seconds: float) -> list[Command]:
+def time_passes(driver: Driver, seconds: float) -> list[Output]:
     return driver.advance(seconds)
 
 
 @given(step("the reset script of {name:Word} ends"), target_fixture="commands")
 @when(step("the reset script of {name:Word} ends"), target_fixture="commands")
-def script_ends(driver: Driver, name: str) -> list[Command]:
-    script = driver.core.uplinks[name].config.reset_script
+def script_ends(driver: Driver, name: str) -> list[Output]:
+    settings = driver.core.config.uplink(name)
+    assert settings is not None
+    script = settings.reset_script
     assert script is not None, f"{name} has no reset script"
     return driver.send(ScriptFinished(name, script, 0))
 
@@ -334,42 +339,44 @@ def every_dhcp_route_gone(driver: Driver) -> None:
 
 
 @then(step('pingu installs "{route:Route}"'))
-def installs(commands: list[Command], route: Route) -> None:
-    _index(commands, InstallRoute(route))
+def installs(commands: list[Output], route: Route) -> None:
+    _index(commands, InstallOwnRoute(route))
 
 
 @then(step('pingu removes "{route:Route}"'))
-def removes(commands: list[Command], route: Route) -> None:
-    _index(commands, RemoveRoute(route))
+def removes(commands: list[Output], route: Route) -> None:
+    _index(commands, RemoveOwnRoute(route))
 
 
 @then(step('pingu installs "{new:Route}" before it deletes "{captured:Route}"'))
-def installs_before_delete(commands: list[Command], new: Route, captured: Route) -> None:
-    install = _index(commands, InstallRoute(new))
-    assert install < _index(commands, DeleteRoute(captured)), commands
+def installs_before_delete(commands: list[Output], new: Route, captured: Route) -> None:
+    install = _index(commands, InstallOwnRoute(new))
+    assert install < _index(commands, DeleteCapturedRoute(captured)), commands
 
 
 @then(step('pingu installs "{new:Route}" before it removes "{old:Route}"'))
-def installs_before_remove(commands: list[Command], new: Route, old: Route) -> None:
-    install = _index(commands, InstallRoute(new))
-    assert install < _index(commands, RemoveRoute(old)), commands
+def installs_before_remove(commands: list[Output], new: Route, old: Route) -> None:
+    install = _index(commands, InstallOwnRoute(new))
+    assert install < _index(commands, RemoveOwnRoute(old)), commands
 
 
 @then(step("{name:Word} is captured with gateway {gateway:Word}"))
-def captured_with(commands: list[Command], name: str, gateway: str) -> None:
+def captured_with(commands: list[Output], name: str, gateway: str) -> None:
     captures = [c for c in _of_type(commands, RouteCaptured) if c.uplink == name]
     assert [c.route.gateway for c in captures] == [gateway], commands
 
 
 @then(step("{name:Word} is captured without a gateway"))
-def captured_without(commands: list[Command], name: str) -> None:
+def captured_without(commands: list[Output], name: str) -> None:
     captures = [c for c in _of_type(commands, RouteCaptured) if c.uplink == name]
     assert [c.route.gateway for c in captures] == [None], commands
 
 
 @then(step("no route is installed, removed or deleted"))
-def table_untouched(commands: list[Command]) -> None:
-    changes = [c for c in commands if isinstance(c, InstallRoute | RemoveRoute | DeleteRoute)]
+def table_untouched(commands: list[Output]) -> None:
+    changes = [
+        c for c in commands if isinstance(c, InstallOwnRoute | RemoveOwnRoute | DeleteCapturedRoute)
+    ]
     assert not changes, changes
 
 
@@ -380,85 +387,89 @@ def never_touched(driver: Driver, route: Route) -> None:
 
 
 @then(step("a round starts on {name:Word} through {gateway:Word}"))
-def round_starts_through(commands: list[Command], name: str, gateway: str) -> None:
+def round_starts_through(commands: list[Output], name: str, gateway: str) -> None:
     probes = [p for p in _of_type(commands, StartProbe) if p.uplink == name]
     assert [p.gateway for p in probes] == [gateway], commands
 
 
 @then(step("a round starts on {name:Word} without a gateway"))
-def round_starts_gatewayless(commands: list[Command], name: str) -> None:
+def round_starts_gatewayless(commands: list[Output], name: str) -> None:
     probes = [p for p in _of_type(commands, StartProbe) if p.uplink == name]
     assert [(p.gateway, p.point_to_point) for p in probes] == [(None, True)], commands
 
 
 @then(step("a round starts on {name:Word}"))
-def round_starts(commands: list[Command], name: str) -> None:
+def round_starts(commands: list[Output], name: str) -> None:
     assert [p.uplink for p in _of_type(commands, StartProbe)] == [name], commands
 
 
 @then(step("no round starts"))
-def no_round(commands: list[Command]) -> None:
+def no_round(commands: list[Output]) -> None:
     assert not _of_type(commands, StartProbe), commands
 
 
 @then(step("the echoes of that round go to {targets}"))
-def round_targets(commands: list[Command], targets: str) -> None:
+def round_targets(commands: list[Output], targets: str) -> None:
     (probe,) = _of_type(commands, StartProbe)
     assert list(probe.targets) == _split_addresses(targets), probe
 
 
 @then(step("the verdict on {name:Word} is {verdict:Word}"))
-def verdict_is(commands: list[Command], name: str, verdict: str) -> None:
+def verdict_is(commands: list[Output], name: str, verdict: str) -> None:
     verdicts = [v for v in _of_type(commands, RoundJudged) if v.uplink == name]
     assert [v.passed for v in verdicts] == [verdict == "pass"], commands
 
 
 @then(step('the verdict on {name:Word} is {verdict:Word}: "{detail}"'))
-def verdict_is_because(commands: list[Command], name: str, verdict: str, detail: str) -> None:
+def verdict_is_because(commands: list[Output], name: str, verdict: str, detail: str) -> None:
     verdicts = [v for v in _of_type(commands, RoundJudged) if v.uplink == name]
     assert [v.passed for v in verdicts] == [verdict == "pass"], commands
     assert detail in verdicts[0].reason, verdicts[0].reason
 
 
 @then(step("{name:Word} goes from {old:Word} to {new:Word}"))
-def goes_from_to(commands: list[Command], name: str, old: str, new: str) -> None:
-    changes = [(c.old, c.new) for c in _of_type(commands, StateChanged) if c.uplink == name]
+def goes_from_to(commands: list[Output], name: str, old: str, new: str) -> None:
+    changes = [
+        (c.old.value, c.new.value) for c in _of_type(commands, StateChanged) if c.uplink == name
+    ]
     assert changes == [(old, new)], commands
 
 
 @then(step("the health of {name:Word} is {health:Word}"))
 def health_is(driver: Driver, name: str, health: str) -> None:
-    assert driver.core.uplinks[name].health.health.value == health
+    assert driver.core.view().uplink(name).health.value == health
 
 
 # -- then: the reset script --------------------------------------------------------------
 
 
-def _scripts_of(commands: list[Command], name: str) -> list[RunScript]:
+def _scripts_of(commands: list[Output], name: str) -> list[RunScript]:
     return [s for s in _of_type(commands, RunScript) if s.uplink == name]
 
 
 @then(step("the reset script {script:Path} of {name:Word} runs"))
-def script_runs(commands: list[Command], script: str, name: str) -> None:
+def script_runs(commands: list[Output], script: str, name: str) -> None:
     assert [s.script for s in _scripts_of(commands, name)] == [script], commands
 
 
 @then(step('the reset script of {name:Word} runs with reason "{reason}"'))
-def script_runs_because(commands: list[Command], name: str, reason: str) -> None:
+def script_runs_because(commands: list[Output], name: str, reason: str) -> None:
     (run,) = _scripts_of(commands, name)
     assert run.reason == reason
     assert ("PINGU_REASON", reason) in run.env, run.env
 
 
 @then(step("no script runs"))
-def no_script(commands: list[Command]) -> None:
+def no_script(commands: list[Output]) -> None:
     assert not _of_type(commands, RunScript), commands
 
 
 @then(step("pingu removes the route of {name:Word} before the reset script starts"))
-def removed_before_script(driver: Driver, commands: list[Command], name: str) -> None:
+def removed_before_script(driver: Driver, commands: list[Output], name: str) -> None:
     removals = [
-        i for i, c in enumerate(commands) if isinstance(c, RemoveRoute) and c.route.ifname == name
+        i
+        for i, c in enumerate(commands)
+        if isinstance(c, RemoveOwnRoute) and c.route.ifname == name
     ]
     scripts = [i for i, c in enumerate(commands) if isinstance(c, RunScript) and c.uplink == name]
     assert removals, commands

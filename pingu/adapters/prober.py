@@ -64,7 +64,9 @@ from pingu.adapters.icmp_packets import (
     format_mac,
     parse_arp_reply,
 )
-from pingu.domain.commands import StartProbe
+from pingu.domain.commands import (
+    StartProbe,
+)
 from pingu.domain.model import RoundResult, TargetResult
 from pingu.domain.verdict import Outlook, Tally, round_outlook, target_outlook
 

@@ -25,7 +25,9 @@ from pingu.adapters.safe_files import (
     file_problem,
     same_file,
 )
-from pingu.domain.commands import RunScript
+from pingu.domain.commands import (
+    RunScript,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,7 @@ class SubprocessScriptRunner:
             log.error(
                 "%s: %s script %s refused, not run: %s",
                 script.uplink,
-                script.kind,
+                script.kind.value,
                 script.script,
                 error,
             )
@@ -130,7 +132,7 @@ class SubprocessScriptRunner:
         log.info(
             "%s: started %s script %s (pid %d): %s",
             script.uplink,
-            script.kind,
+            script.kind.value,
             shlex.join(script.argv) if script.args else script.script,
             process.pid,
             script.reason,

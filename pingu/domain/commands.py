@@ -1,36 +1,44 @@
-"""Outputs of the core: what the runtime must do (routes, probes, scripts) or report."""
+"""What the core asks the shell to do: change routes (named by whose route it is), run a
+round of echoes, run a script. What the core only tells of is in :mod:`reports`.
+
+Route verbs say whose route it is, because that is pingu's central safety rule: its own
+routes (pingu's `proto`) are installed and removed; a foreign route is only ever deleted
+once captured, and restored as it was."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from pingu.domain.model import Route
 
 
 @dataclass(frozen=True)
-class DeleteRoute:
-    """Delete a captured (foreign) default route, exactly as the kernel reported it."""
+class DeleteCapturedRoute:
+    """Delete a captured (foreign) default route, exactly as the kernel reported it, once
+    pingu's own route for the uplink is in (or none is wanted)."""
 
     route: Route
 
 
 @dataclass(frozen=True)
-class InstallRoute:
+class InstallOwnRoute:
     """Add pingu's own route (beside any other, even of the same metric); already there is fine."""
 
     route: Route
 
 
 @dataclass(frozen=True)
-class RemoveRoute:
+class RemoveOwnRoute:
     """Remove one of pingu's own routes; already gone is not an error."""
 
     route: Route
 
 
 @dataclass(frozen=True)
-class RestoreRoute:
-    """Put a captured route back as it was (when pingu stops with `on_exit: restore`)."""
+class RestoreCapturedRoute:
+    """Put a captured route back as it was (at a clean stop, or when its uplink is dropped
+    from the configuration)."""
 
     route: Route
 
@@ -55,24 +63,24 @@ class StartProbe:
     decide_early: bool = True  # stop as soon as the verdict is certain (always, in the daemon)
 
 
-RESET = "reset"
-UP_HOOK = "up"
-DOWN_HOOK = "down"
+class ScriptKind(Enum):
+    """Why a script runs: the uplink is faulty (`reset`), or its health changed."""
+
+    RESET = "reset"
+    UP = "up"
+    DOWN = "down"
 
 
 @dataclass(frozen=True)
 class RunScript:
-    """Run an operator's script for `uplink`, without a shell, with `env` added.
-
-    `kind` is "reset" (the uplink is faulty), "up" or "down" (its state changed); the
-    runner kills it after `timeout_s`.
-    """
+    """Run an operator's script for `uplink`, without a shell, with `env` added; the runner
+    kills it after `timeout_s`."""
 
     uplink: str
     script: str
     reason: str
     env: tuple[tuple[str, str], ...]
-    kind: str = RESET
+    kind: ScriptKind = ScriptKind.RESET
     timeout_s: float = 60.0
     args: tuple[str, ...] = ()  # the arguments given after the script's path
 
@@ -81,64 +89,8 @@ class RunScript:
         return (self.script, *self.args)
 
 
-@dataclass(frozen=True)
-class RouteCaptured:
-    """Report: a foreign default route was captured on `uplink` (its gateway is now known)."""
+RouteAction = InstallOwnRoute | RemoveOwnRoute | DeleteCapturedRoute | RestoreCapturedRoute
+"""An action on table main."""
 
-    uplink: str
-    route: Route
-    gateway_changed: bool
-
-
-@dataclass(frozen=True)
-class RoundJudged:
-    """Report: the verdict of a round on `uplink`, with why."""
-
-    uplink: str
-    passed: bool
-    reason: str
-
-
-@dataclass(frozen=True)
-class StateChanged:
-    """Report: the health of `uplink` moved from `old` to `new`, and why."""
-
-    uplink: str
-    old: str
-    new: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class TableRepaired:
-    """Report: the table differed from what pingu believed (a change it was never told of),
-    and what it does about it."""
-
-    uplink: str | None
-    what: str
-
-
-@dataclass(frozen=True)
-class LastResort:
-    """Report: every uplink is down (`all_down`), or no longer; `kept` names the uplink whose
-    route is kept anyway (`when_all_down: keep_best`), None when the box has no default route.
-    """
-
-    all_down: bool
-    kept: str | None
-    reason: str
-
-
-Command = (
-    DeleteRoute
-    | InstallRoute
-    | RemoveRoute
-    | RestoreRoute
-    | StartProbe
-    | RunScript
-    | RouteCaptured
-    | RoundJudged
-    | StateChanged
-    | TableRepaired
-    | LastResort
-)
+Action = RouteAction | StartProbe | RunScript
+"""Everything the shell may be asked to do."""

@@ -808,3 +808,26 @@ class _Builder:
                 f"((count-1)*interval + timeout), longer than its period ({uplink.period:g} s): "
                 "the next round then starts at once"
             )
+
+
+# Settings read once at start-up: a reload that changes them is told to restart instead.
+_RESTART_ONLY = (
+    "proto",
+    "state_file",
+    "control_socket",
+    "control_group",
+    "metrics",
+    "gateways_file",
+)
+
+
+def restart_only(old: Config, new: Config) -> list[str]:
+    """The settings whose change a reload cannot apply (they need a restart)."""
+    return [k for k in _RESTART_ONLY if k != "proto" and getattr(old, k) != getattr(new, k)]
+
+
+def rejects_reload(old: Config, new: Config) -> str | None:
+    """Why a reload of `new` over `old` is rejected as a whole, or None."""
+    if old.proto != new.proto:
+        return f"proto changed ({old.proto} -> {new.proto}), which needs a restart"
+    return None

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pingu.domain.commands import (
+    ScriptKind,
+)
 from pingu.domain.model import RoundResult, Route
 
 
@@ -65,12 +68,12 @@ class ScriptFinished:
     uplink: str
     script: str
     returncode: int | None
-    kind: str = "reset"
+    kind: ScriptKind = ScriptKind.RESET
 
 
 @dataclass(frozen=True)
 class RouteInstalled:
-    """The shell's report that a route the core asked for (InstallRoute, RestoreRoute) is
+    """The shell's report that a route the core asked for (InstallOwnRoute, RestoreCapturedRoute) is
     in the table now: what waited for it (a captured route's deletion, the old route of a
     new gateway) can go."""
 

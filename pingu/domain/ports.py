@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from pingu.domain.commands import RunScript, StartProbe
+from pingu.domain.commands import (
+    RunScript,
+    StartProbe,
+)
 from pingu.domain.events import Event, TableSnapshot
 from pingu.domain.model import RoundResult, Route
 

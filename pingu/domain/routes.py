@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pingu.domain.commands import InstallRoute, RemoveRoute
+from pingu.domain.commands import (
+    InstallOwnRoute,
+    RemoveOwnRoute,
+)
 from pingu.domain.model import (
     MAIN_TABLE,
     NO_ATTRIBUTES,
@@ -42,7 +45,9 @@ def _without_onlink(attributes: RouteAttributes) -> RouteAttributes:
     return RouteAttributes(attributes.prefsrc, False, attributes.metrics)
 
 
-def route_diff(installed: Route | None, desired: Route | None) -> list[InstallRoute | RemoveRoute]:
+def route_diff(
+    installed: Route | None, desired: Route | None
+) -> list[InstallOwnRoute | RemoveOwnRoute]:
     """Commands turning `installed` into `desired`: the new route first, the old one after.
 
     The table is never without pingu's route in between (make before break). The old
@@ -53,7 +58,7 @@ def route_diff(installed: Route | None, desired: Route | None) -> list[InstallRo
         return []
     if desired is None:
         assert installed is not None
-        return [RemoveRoute(installed)]
+        return [RemoveOwnRoute(installed)]
     if installed is None:
-        return [InstallRoute(desired)]
-    return [InstallRoute(desired), RemoveRoute(installed)]
+        return [InstallOwnRoute(desired)]
+    return [InstallOwnRoute(desired), RemoveOwnRoute(installed)]

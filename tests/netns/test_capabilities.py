@@ -207,7 +207,7 @@ def test_every_feature_works_under_the_units_capability_set(
     assert os.stat(state).st_mode & 0o777 == 0o600
     assert os.stat(state.parent).st_mode & 0o077 == 0
     saved = json.loads(state.read_text())
-    assert saved["uplinks"]["wan2"]["gateway"] == lab.gateway("wan2")
+    assert saved["uplinks"]["wan2"]["lease"]["gateway"] == lab.gateway("wan2")
 
     assert pingu.stop() == 0
     assert not pingu.find_log(r"Traceback|ERROR (?!ALL UPLINKS)"), pingu.log_text()

@@ -14,7 +14,10 @@ from pyroute2 import AsyncIPRoute
 
 from pingu.adapters.clock import MonotonicClock
 from pingu.adapters.netlink import NetlinkRouteTable
-from pingu.domain.commands import RunScript, StartProbe
+from pingu.domain.commands import (
+    RunScript,
+    StartProbe,
+)
 from pingu.domain.config import Config, UplinkConfig
 from pingu.domain.events import Event, LinkChanged, LinkVanished, RouteAppeared, RouteVanished
 from pingu.domain.model import RoundResult, Route, TargetResult
@@ -168,7 +171,7 @@ def test_routes_pingu_does_not_own_are_left_alone(lab_factory: LabFactory) -> No
         async with daemon_in(lab, {"wan1": 100}) as daemon:
             for spec in leave:
                 lab.run("daemon", ["ip", "route", "add", *spec.split()])
-            await until(lambda: daemon.core.uplinks["wan1"].installed is not None, "adoption")
+            await until(lambda: daemon.core.view().uplink("wan1").route is not None, "adoption")
             await asyncio.sleep(0.5)  # give a wrong deletion every chance to happen
             assert defaults(lab) == {("wan2", gw2, 10, 16, 0), ("wan1", gw1, 100, PROTO, 0)}
             assert any(r.dst == "198.18.0.0" for r in lab.routes())
@@ -240,7 +243,7 @@ def flood_then_capture(lab: Lab, before: str, after: str) -> NetlinkRouteTable:
 
     async def scenario() -> None:
         async with daemon_in(lab, {"wan1": 100}) as daemon:
-            await until(lambda: daemon.core.uplinks["wan1"].ifindex is not None, "first dump")
+            await until(lambda: daemon.core.view().uplink("wan1").link.present, "first dump")
             batch = ["ip", "netns", "exec", lab.daemon_ns, "ip", "-batch", "-"]
             # The flood runs while the event loop is blocked, as a stalled daemon would be.
             subprocess.run(batch, input=before, text=True, check=True, timeout=120)
@@ -287,14 +290,15 @@ def test_uplink_deleted_and_recreated_is_followed(lab_factory: LabFactory) -> No
             await until(lambda: ("ppp0", None, 300, PROTO, 253) in defaults(lab), "ppp0 route")
             old = lab.ifindex("ppp0")
             lab.delete_uplink("ppp0")
-            await until(lambda: daemon.core.uplinks["ppp0"].ifindex is None, "ppp0 gone")
+            await until(lambda: not daemon.core.view().uplink("ppp0").link.present, "ppp0 gone")
             new = lab.recreate_uplink("ppp0")
             assert new != old
             lab.dhcp_add("ppp0")
             await until(lambda: ("ppp0", None, 300, PROTO, 253) in defaults(lab), "back")
-            assert daemon.core.uplinks["ppp0"].ifindex == new
-            assert daemon.core.uplinks["ppp0"].installed is not None
-            assert daemon.core.uplinks["ppp0"].installed.ifindex == new
+            ppp0 = daemon.core.view().uplink("ppp0")
+            assert ppp0.link.ifindex == new
+            assert ppp0.route is not None
+            assert ppp0.route.ifindex == new
 
     run_in_namespace(lab.daemon_ns, scenario())
 
@@ -442,7 +446,7 @@ def test_the_periodic_check_repairs_a_deletion_no_event_told_of(lab_factory: Lab
             await until(lambda: defaults(lab) == own, "the DHCP route captured")
             lab.run("daemon", ["ip", "route", "del", *mine])
             await asyncio.sleep(0.1)
-            assert d.core.uplinks["wan1"].installed is not None  # it was not told
+            assert d.core.view().uplink("wan1").route is not None  # it was not told
             await until(lambda: defaults(lab) == own, "pingu's route put back by a check", 5)
 
     run_in_namespace(lab.daemon_ns, scenario())

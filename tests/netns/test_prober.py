@@ -18,7 +18,9 @@ from typing import Any, TypeVar
 import pytest
 
 from pingu.adapters.prober import PacketProber
-from pingu.domain.commands import StartProbe
+from pingu.domain.commands import (
+    StartProbe,
+)
 from pingu.domain.model import RoundResult
 from pingu.lab import Lab, icmp
 from tests.netns.conftest import NamespaceLoop

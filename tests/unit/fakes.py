@@ -8,17 +8,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from pingu.domain.commands import (
-    Command,
-    DeleteRoute,
-    InstallRoute,
-    RemoveRoute,
-    RestoreRoute,
+    DeleteCapturedRoute,
+    InstallOwnRoute,
+    RemoveOwnRoute,
+    RestoreCapturedRoute,
     RunScript,
     StartProbe,
-    StateChanged,
 )
 from pingu.domain.config import Config, InitialState, UplinkConfig
-from pingu.domain.core import Core
+from pingu.domain.core import Core, Decision, Output
 from pingu.domain.events import (
     Event,
     LinkChanged,
@@ -33,6 +31,9 @@ from pingu.domain.events import (
 )
 from pingu.domain.model import RoundResult, Route, TargetResult
 from pingu.domain.ports import Resync, RouteChangeFailed
+from pingu.domain.reports import (
+    StateChanged,
+)
 
 PROTO = 136
 TARGET = "203.0.113.10"
@@ -60,21 +61,21 @@ class FakeKernel:
     routes: set[Route] = field(default_factory=set)
     refuse: set[Route] = field(default_factory=set)
     # Every table main passed through: after each event's own effect, after each command.
-    history: list[tuple[Command | Event, frozenset[Route]]] = field(default_factory=list)
+    history: list[tuple[Output | Event, frozenset[Route]]] = field(default_factory=list)
 
-    def apply(self, command: Command) -> RouteInstalled | RouteRefused | None:
+    def apply(self, command: Output) -> RouteInstalled | RouteRefused | None:
         report = self._apply(command)
         self.history.append((command, frozenset(self.routes)))
         return report
 
-    def _apply(self, command: Command) -> RouteInstalled | RouteRefused | None:
+    def _apply(self, command: Output) -> RouteInstalled | RouteRefused | None:
         match command:
-            case InstallRoute(route=route) | RestoreRoute(route=route):
+            case InstallOwnRoute(route=route) | RestoreCapturedRoute(route=route):
                 if route in self.refuse:
                     return RouteRefused(route, "Nexthop has invalid gateway")
                 self.routes.add(route)
                 return RouteInstalled(route)
-            case RemoveRoute(route=route) | DeleteRoute(route=route):
+            case RemoveOwnRoute(route=route) | DeleteCapturedRoute(route=route):
                 self.routes.discard(route)
             case _:
                 pass
@@ -142,9 +143,10 @@ class Driver:
         self.clock = FakeClock()
         self.kernel = FakeKernel()
         self.core = Core(cfg, self.clock.monotonic())
-        self.log: list[Command] = []
+        self.log: list[Output] = []
+        self.rounds: dict[str, int] = {}  # the round each uplink was last asked for
 
-    def send(self, event: Event) -> list[Command]:
+    def send(self, event: Event) -> list[Output]:
         """Feed `event` (its effect on the table first), carry out the commands, report
         each route added back to the core as the shell does; every command, in order."""
         match event:
@@ -157,45 +159,53 @@ class Driver:
         self.kernel.history.append((event, frozenset(self.kernel.routes)))
         return self.carry_out(self.core.handle(event, self.clock.monotonic()))
 
-    def carry_out(self, commands: list[Command]) -> list[Command]:
-        """Apply `commands` to the kernel, then the core's answers to what they reported."""
-        done: list[Command] = []
+    def carry_out(self, decision: Decision) -> list[Output]:
+        """Apply the decision's actions to the kernel, then the core's answers to what they
+        reported; every report and action, each decision's reports before its actions."""
+        done: list[Output] = []
+        decisions = [decision]
         for _ in range(10):
-            done += commands
-            reports = [r for c in commands if (r := self.kernel.apply(c)) is not None]
-            if not reports:
+            answers = []
+            for each in decisions:
+                done += [*each.reports, *each.actions]
+                for action in each.actions:
+                    if isinstance(action, StartProbe):
+                        self.rounds[action.uplink] = action.round_id
+                    answer = self.kernel.apply(action)
+                    if answer is not None:
+                        answers.append(answer)
+            if not answers:
                 break
-            commands = []
-            for report in reports:
-                commands += self.core.handle(report, self.clock.monotonic())
+            decisions = [self.core.handle(a, self.clock.monotonic()) for a in answers]
         self.log += done
         return done
 
-    def reconfigure(self, cfg: Config) -> list[Command]:
+    def reconfigure(self, cfg: Config) -> list[Output]:
         return self.carry_out(self.core.reconfigure(cfg, self.clock.monotonic()))
 
-    def link(self, ifname: str, carrier: bool = True, p2p: bool = False) -> list[Command]:
+    def link(self, ifname: str, carrier: bool = True, p2p: bool = False) -> list[Output]:
         event = LinkChanged(IFINDEX[ifname], ifname, carrier, True, p2p, "100.64.0.2")
         return self.send(event)
 
-    def unplug(self, ifname: str) -> list[Command]:
+    def unplug(self, ifname: str) -> list[Output]:
         return self.send(LinkVanished(IFINDEX[ifname], ifname))
 
-    def capture(self, ifname: str, gateway: str | None, **kw: int) -> list[Command]:
+    def capture(self, ifname: str, gateway: str | None, **kw: int) -> list[Output]:
         return self.send(RouteAppeared(dhcp_route(ifname, gateway, **kw)))
 
-    def advance(self, seconds: float) -> list[Command]:
+    def advance(self, seconds: float) -> list[Output]:
         self.clock.advance(seconds)
         return self.send(TimerFired())
 
-    def finish(self, ifname: str, result: RoundResult | None = None) -> list[Command]:
-        current = self.core.uplinks[ifname].round_id if ifname in self.core.uplinks else 0
-        return self.send(ProbeFinished(ifname, result or round_result(), current))
+    def finish(self, ifname: str, result: RoundResult | None = None) -> list[Output]:
+        return self.send(
+            ProbeFinished(ifname, result or round_result(), self.rounds.get(ifname, 0))
+        )
 
-    def fail(self, ifname: str) -> list[Command]:
+    def fail(self, ifname: str) -> list[Output]:
         return self.finish(ifname, round_result(received=0))
 
-    def probes(self, commands: list[Command] | None = None) -> list[StartProbe]:
+    def probes(self, commands: list[Output] | None = None) -> list[StartProbe]:
         return [
             c for c in (self.log if commands is None else commands) if isinstance(c, StartProbe)
         ]
@@ -208,7 +218,9 @@ class Driver:
         ]
 
     def transitions(self) -> list[tuple[str, str, str]]:
-        return [(c.uplink, c.old, c.new) for c in self.log if isinstance(c, StateChanged)]
+        return [
+            (c.uplink, c.old.value, c.new.value) for c in self.log if isinstance(c, StateChanged)
+        ]
 
 
 # -- the ports, for the asyncio shell --------------------------------------------------

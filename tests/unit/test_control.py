@@ -28,7 +28,7 @@ from dependency_injector import providers
 from pingu.adapters import control
 from pingu.adapters.control import ControlServer, ControlSocketError
 from pingu.adapters.privileges import privilege_problem
-from pingu.entrypoints import cli, runtime
+from pingu.entrypoints import cli, containers, runtime
 from pingu.entrypoints.containers import Adapters
 from pingu.entrypoints.operations import StartupError
 from pingu.entrypoints.status import render
@@ -277,21 +277,21 @@ def test_a_second_daemon_refused_at_start_up_touches_no_route(tmp_path: Path) ->
         adapters.prober.override(providers.Object(object())),
         pytest.raises(StartupError, match="another pingu is running"),
     ):
-        asyncio.run(runtime.serve(cfg, adapters))
+        asyncio.run(containers.serve(cfg, adapters))
     assert table.used == []
 
 
 def test_run_exits_1_when_start_up_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def refused(*_: object) -> None:
+    async def refused(*_: object, **__: object) -> None:
         raise StartupError("another pingu is running (control socket /x answers)")
 
     if privilege_problem() is not None:
         pytest.skip("pingu run refuses at once without CAP_NET_ADMIN and CAP_NET_RAW")
     path = tmp_path / "config.json"
     path.write_text('{"host": "203.0.113.10", "interfaces": {"wan1": {"metric": 100}}}')
-    monkeypatch.setattr(runtime, "serve", refused)
+    monkeypatch.setattr(containers, "serve", refused)
     assert runtime.run_daemon(str(path)) == 1
     assert "not started, no route touched: another pingu is running" in caplog.text
 

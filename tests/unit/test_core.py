@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from pingu.domain.commands import (
-    DeleteRoute,
-    InstallRoute,
-    RemoveRoute,
-    RoundJudged,
-    RouteCaptured,
+    DeleteCapturedRoute,
+    InstallOwnRoute,
+    RemoveOwnRoute,
     RunScript,
     StartProbe,
 )
 from pingu.domain.config import InitialState
 from pingu.domain.events import LinkChanged, RouteAppeared, RouteVanished, ScriptFinished
 from pingu.domain.model import Route
+from pingu.domain.reports import (
+    RoundJudged,
+    RouteCaptured,
+)
 from pingu.domain.routes import own_route
 from tests.unit.fakes import PROTO, Driver, config, dhcp_route, round_result, uplink
 
@@ -38,8 +40,11 @@ def own(ifname: str, gateway: str | None, metric: int) -> Route:
 def test_capture_installs_own_route_before_deleting_the_dhcp_one() -> None:
     driver = two_uplinks()
     commands = driver.capture("wan1", GW1)
-    routes = [c for c in commands if isinstance(c, InstallRoute | DeleteRoute)]
-    assert routes == [InstallRoute(own("wan1", GW1, 100)), DeleteRoute(dhcp_route("wan1", GW1))]
+    routes = [c for c in commands if isinstance(c, InstallOwnRoute | DeleteCapturedRoute)]
+    assert routes == [
+        InstallOwnRoute(own("wan1", GW1, 100)),
+        DeleteCapturedRoute(dhcp_route("wan1", GW1)),
+    ]
     assert driver.kernel.defaults() == [own("wan1", GW1, 100)]
     assert isinstance(commands[0], RouteCaptured)
     assert commands[0].gateway_changed
@@ -84,7 +89,7 @@ def test_route_of_unknown_ifindex_is_ignored() -> None:
 def test_route_resolved_by_ifindex_when_the_adapter_did_not_name_it() -> None:
     driver = two_uplinks()
     commands = driver.send(RouteAppeared(Route(2, None, GW1, 0, 16)))
-    assert DeleteRoute(Route(2, None, GW1, 0, 16)) in commands
+    assert DeleteCapturedRoute(Route(2, None, GW1, 0, 16)) in commands
 
 
 def test_gateway_change_moves_the_route_make_before_break() -> None:
@@ -93,11 +98,13 @@ def test_gateway_change_moves_the_route_make_before_break() -> None:
     driver.finish("wan1")
     commands = driver.capture("wan1", "192.0.2.254")
     new, old = own("wan1", "192.0.2.254", 100), own("wan1", GW1, 100)
-    routes = [c for c in commands if isinstance(c, InstallRoute | RemoveRoute | DeleteRoute)]
+    routes = [
+        c for c in commands if isinstance(c, InstallOwnRoute | RemoveOwnRoute | DeleteCapturedRoute)
+    ]
     assert routes == [
-        InstallRoute(new),
-        RemoveRoute(old),
-        DeleteRoute(dhcp_route("wan1", "192.0.2.254")),
+        InstallOwnRoute(new),
+        RemoveOwnRoute(old),
+        DeleteCapturedRoute(dhcp_route("wan1", "192.0.2.254")),
     ]
     assert driver.probes(commands)[0].gateway == "192.0.2.254"
 
@@ -108,7 +115,7 @@ def test_same_gateway_again_changes_nothing_but_deletes_the_dhcp_route() -> None
     driver.finish("wan1")
     commands = driver.capture("wan1", GW1, metric=5)
     assert [c for c in commands if not isinstance(c, RouteCaptured)] == [
-        DeleteRoute(dhcp_route("wan1", GW1, metric=5))
+        DeleteCapturedRoute(dhcp_route("wan1", GW1, metric=5))
     ]
 
 
@@ -130,7 +137,7 @@ def test_own_route_found_at_start_is_adopted_with_its_gateway() -> None:
     route = own("wan1", GW1, 100)
     commands = driver.send(RouteAppeared(route))
     assert [c for c in commands if not isinstance(c, StartProbe)] == []
-    assert driver.core.uplinks["wan1"].lease is not None
+    assert driver.core.view().uplink("wan1").lease is not None
     assert driver.probes(commands)[0].gateway == GW1
 
 
@@ -138,15 +145,15 @@ def test_stale_own_routes_are_removed() -> None:
     driver = two_uplinks()
     wrong_metric = own("wan1", GW1, 7)
     on_unconfigured = Route(9, "eth9", GW1, 100, PROTO)
-    assert driver.send(RouteAppeared(wrong_metric)) == [RemoveRoute(wrong_metric)]
-    assert driver.send(RouteAppeared(on_unconfigured)) == [RemoveRoute(on_unconfigured)]
+    assert driver.send(RouteAppeared(wrong_metric)) == [RemoveOwnRoute(wrong_metric)]
+    assert driver.send(RouteAppeared(on_unconfigured)) == [RemoveOwnRoute(on_unconfigured)]
 
 
 def test_a_second_own_route_for_one_uplink_is_removed() -> None:
     driver = two_uplinks()
     driver.capture("wan1", GW1)
     stray = own("wan1", "192.0.2.99", 100)
-    assert RemoveRoute(stray) in driver.send(RouteAppeared(stray))
+    assert RemoveOwnRoute(stray) in driver.send(RouteAppeared(stray))
     assert driver.kernel.own("wan1") == [own("wan1", GW1, 100)]
 
 
@@ -154,7 +161,7 @@ def test_own_route_deleted_by_someone_else_is_put_back() -> None:
     driver = two_uplinks()
     driver.capture("wan1", GW1)
     route = own("wan1", GW1, 100)
-    assert driver.send(RouteVanished(route)) == [InstallRoute(route)]
+    assert driver.send(RouteVanished(route)) == [InstallOwnRoute(route)]
     assert driver.send(RouteVanished(own("wan1", "192.0.2.77", 100))) == []
 
 
@@ -167,12 +174,12 @@ def test_failover_and_failback() -> None:
     driver.capture("wan2", GW2)
     driver.finish("wan2")
     commands = driver.fail("wan1")
-    assert RemoveRoute(own("wan1", GW1, 100)) in commands
+    assert RemoveOwnRoute(own("wan1", GW1, 100)) in commands
     assert driver.kernel.defaults() == [own("wan2", GW2, 200)]
     assert driver.transitions()[-1] == ("wan1", "up", "down")
     driver.advance(5)
     commands = driver.finish("wan1")
-    assert InstallRoute(own("wan1", GW1, 100)) in commands
+    assert InstallOwnRoute(own("wan1", GW1, 100)) in commands
     assert set(driver.kernel.defaults()) == {own("wan1", GW1, 100), own("wan2", GW2, 200)}
 
 
@@ -217,7 +224,7 @@ def test_carrier_loss_removes_the_route_at_once_and_rounds_fail_without_sending(
     driver.capture("wan1", GW1)
     driver.finish("wan1")
     commands = driver.link("wan1", carrier=False)
-    assert RemoveRoute(own("wan1", GW1, 100)) in commands
+    assert RemoveOwnRoute(own("wan1", GW1, 100)) in commands
     assert driver.transitions()[-1] == ("wan1", "up", "down")
     later = driver.advance(5)
     assert driver.probes(later) == []
@@ -250,7 +257,7 @@ def test_interface_deleted_and_recreated_is_addressed_by_its_new_index() -> None
     driver.kernel.routes.clear()  # the kernel drops the routes of a deleted link
     driver.unplug("wan1")
     assert driver.transitions()[-1] == ("wan1", "up", "down")
-    assert driver.core.uplinks["wan1"].installed is None
+    assert driver.core.view().uplink("wan1").route is None
     recreated = Route(12, "wan1", GW1, 0, 16)
     driver.send(driver_link(12))
     driver.send(RouteAppeared(recreated))
@@ -270,7 +277,7 @@ def test_new_ifindex_without_deletion_seen_is_a_recreation() -> None:
     driver.finish("wan1")
     commands = driver.send(driver_link(12))
     assert driver.transitions()[-1] == ("wan1", "up", "down")
-    assert RemoveRoute(own("wan1", GW1, 100)) not in commands  # died with the old link
+    assert RemoveOwnRoute(own("wan1", GW1, 100)) not in commands  # died with the old link
 
 
 def test_unconfigured_links_are_ignored() -> None:
@@ -298,8 +305,8 @@ def test_failed_round_removes_the_route_before_the_script_starts() -> None:
     driver = scripted()
     driver.capture("wan1", GW1)
     commands = driver.fail("wan1")
-    kinds = [type(c) for c in commands if isinstance(c, RemoveRoute | RunScript)]
-    assert kinds == [RemoveRoute, RunScript]
+    kinds = [type(c) for c in commands if isinstance(c, RemoveOwnRoute | RunScript)]
+    assert kinds == [RemoveOwnRoute, RunScript]
     script = driver.scripts("wan1")[0]
     env = dict(script.env)
     assert env["PINGU_INTERFACE"] == "wan1"
@@ -370,15 +377,15 @@ def test_refused_install_keeps_the_captured_route_and_is_retried_at_the_next_ver
     driver.kernel.refuse.add(route)
     commands = driver.capture("wan1", GW1)
     # pingu's replacement was refused: the DHCP route stays, the uplink keeps its way out.
-    assert not [c for c in commands if isinstance(c, DeleteRoute)]
+    assert not [c for c in commands if isinstance(c, DeleteCapturedRoute)]
     assert driver.kernel.defaults() == [dhcp_route("wan1", GW1)]
-    assert driver.core.uplinks["wan1"].installed is None
-    assert [c for c in driver.advance(0.1) if isinstance(c, InstallRoute)] == []
+    assert driver.core.view().uplink("wan1").route is None
+    assert [c for c in driver.advance(0.1) if isinstance(c, InstallOwnRoute)] == []
     driver.kernel.refuse.clear()
     commands = driver.finish("wan1")
-    assert [c for c in commands if isinstance(c, InstallRoute | DeleteRoute)] == [
-        InstallRoute(route),
-        DeleteRoute(dhcp_route("wan1", GW1)),
+    assert [c for c in commands if isinstance(c, InstallOwnRoute | DeleteCapturedRoute)] == [
+        InstallOwnRoute(route),
+        DeleteCapturedRoute(dhcp_route("wan1", GW1)),
     ]
     assert driver.kernel.defaults() == [route]
 
@@ -393,7 +400,9 @@ def test_refused_install_while_the_uplink_fails_still_deletes_the_captured_route
 
 
 def test_stop_puts_captured_routes_back_before_removing_its_own() -> None:
-    from pingu.domain.commands import RestoreRoute
+    from pingu.domain.commands import (
+        RestoreCapturedRoute,
+    )
 
     driver = two_uplinks()
     driver.capture("wan1", GW1, metric=1024)
@@ -401,16 +410,16 @@ def test_stop_puts_captured_routes_back_before_removing_its_own() -> None:
     driver.fail("wan2")
     commands = driver.core.stop()
     assert commands == [
-        RestoreRoute(dhcp_route("wan1", GW1, metric=1024)),
-        RemoveRoute(own("wan1", GW1, 100)),
-        RestoreRoute(dhcp_route("wan2", GW2, metric=600)),
+        RestoreCapturedRoute(dhcp_route("wan1", GW1, metric=1024)),
+        RemoveOwnRoute(own("wan1", GW1, 100)),
+        RestoreCapturedRoute(dhcp_route("wan2", GW2, metric=600)),
     ]
 
 
 def test_stop_does_not_restore_a_gateway_only_adopted_from_its_own_route() -> None:
     driver = two_uplinks()
     driver.send(RouteAppeared(own("wan1", GW1, 100)))
-    assert driver.core.stop() == [RemoveRoute(own("wan1", GW1, 100))]
+    assert driver.core.stop() == [RemoveOwnRoute(own("wan1", GW1, 100))]
 
 
 def test_round_through_an_old_gateway_is_abandoned_for_a_fresh_one() -> None:

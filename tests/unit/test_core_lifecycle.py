@@ -5,11 +5,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from pingu.domain.commands import InstallRoute, LastResort, RemoveRoute, RestoreRoute, RunScript
+from pingu.domain.commands import (
+    InstallOwnRoute,
+    RemoveOwnRoute,
+    RestoreCapturedRoute,
+    RunScript,
+    ScriptKind,
+)
 from pingu.domain.config import Config, WhenAllDown
 from pingu.domain.events import RouteVanished, ScriptFinished
 from pingu.domain.health import Health
 from pingu.domain.model import Lease
+from pingu.domain.reports import (
+    LastResort,
+)
 from pingu.domain.state import SavedUplink
 from tests.unit.fakes import PROTO, Driver, dhcp_route, round_result, uplink
 from tests.unit.test_core import GW1, GW2, own
@@ -48,10 +57,10 @@ def last_resorts(commands: Sequence[object]) -> list[LastResort]:
 def test_down_and_up_hooks_run_after_the_route_change() -> None:
     driver = two(up_script=UP_SH, down_script=DOWN_SH)
     down = driver.fail("wan1")
-    kinds = [type(c) for c in down if isinstance(c, RemoveRoute | RunScript)]
-    assert kinds == [RemoveRoute, RunScript]
+    kinds = [type(c) for c in down if isinstance(c, RemoveOwnRoute | RunScript)]
+    assert kinds == [RemoveOwnRoute, RunScript]
     (hook,) = driver.scripts("wan1")
-    assert (hook.kind, hook.script, hook.timeout_s) == ("down", DOWN_SH, 7.0)
+    assert (hook.kind.value, hook.script, hook.timeout_s) == ("down", DOWN_SH, 7.0)
     env = dict(hook.env)
     assert env["PINGU_EVENT"] == "down"
     assert (env["PINGU_STATE"], env["PINGU_OLD_STATE"]) == ("down", "up")
@@ -59,11 +68,11 @@ def test_down_and_up_hooks_run_after_the_route_change() -> None:
 
     driver.advance(5.0)
     up = driver.finish("wan1")
-    assert [type(c) for c in up if isinstance(c, InstallRoute | RunScript)] == [
-        InstallRoute,
+    assert [type(c) for c in up if isinstance(c, InstallOwnRoute | RunScript)] == [
+        InstallOwnRoute,
         RunScript,
     ]
-    assert [s.kind for s in driver.scripts("wan1")] == ["down", "up"]
+    assert [s.kind.value for s in driver.scripts("wan1")] == ["down", "up"]
 
 
 def test_hooks_follow_the_route_not_the_counting_states() -> None:
@@ -80,23 +89,26 @@ def test_hooks_follow_the_route_not_the_counting_states() -> None:
     next_round()
     next_round()  # failing -> down
     next_round()  # down -> rising: not routed yet
-    assert [s.kind for s in driver.scripts("wan1")] == ["down"]
+    assert [s.kind.value for s in driver.scripts("wan1")] == ["down"]
     next_round()
-    assert [s.kind for s in driver.scripts("wan1")] == ["down", "up"]
+    assert [s.kind.value for s in driver.scripts("wan1")] == ["down", "up"]
 
 
 def test_a_hook_ending_does_not_release_the_reset_script_guard() -> None:
     driver = two(reset_script="/sbin/reset", reset_script_grace_period=0.0, down_script=DOWN_SH)
     driver.fail("wan1")
-    assert [s.kind for s in driver.scripts("wan1")] == ["down", "reset"]
-    driver.send(ScriptFinished("wan1", DOWN_SH, 0, kind="down"))
+    assert [s.kind.value for s in driver.scripts("wan1")] == ["down", "reset"]
+    driver.send(ScriptFinished("wan1", DOWN_SH, 0, kind=ScriptKind.DOWN))
     driver.advance(5.0)
     driver.fail("wan1")
-    assert [s.kind for s in driver.scripts("wan1")] == ["down", "reset"]  # reset still running
+    assert [s.kind.value for s in driver.scripts("wan1")] == [
+        "down",
+        "reset",
+    ]  # reset still running
     driver.send(ScriptFinished("wan1", "/sbin/reset", 0))
     driver.advance(5.0)
     driver.fail("wan1")
-    assert [s.kind for s in driver.scripts("wan1")] == ["down", "reset", "reset"]
+    assert [s.kind.value for s in driver.scripts("wan1")] == ["down", "reset", "reset"]
 
 
 # -- every uplink down --------------------------------------------------------------------
@@ -122,7 +134,7 @@ def test_keep_best_keeps_the_route_of_the_least_lossy_uplink_without_a_gap() -> 
     commands = driver.finish("wan2", round_result(received=2))
     # wan2 went down last but lost less: it is kept, wan1 stays without a route.
     assert driver.kernel.defaults() == [own("wan2", GW2, 200)]
-    assert not [c for c in commands if isinstance(c, RemoveRoute)]
+    assert not [c for c in commands if isinstance(c, RemoveOwnRoute)]
     (report,) = last_resorts(commands)
     assert (report.all_down, report.kept) == (True, "wan2")
 
@@ -139,8 +151,8 @@ def test_keep_best_switches_only_to_a_strictly_better_uplink_and_installs_first(
     assert driver.kernel.defaults() == [own("wan2", GW2, 200)]  # equal again: no switch
     driver.advance(5.0)
     commands = driver.finish("wan1", round_result(received=2))
-    routes = [c for c in commands if isinstance(c, InstallRoute | RemoveRoute)]
-    assert routes == [InstallRoute(own("wan1", GW1, 100)), RemoveRoute(own("wan2", GW2, 200))]
+    routes = [c for c in commands if isinstance(c, InstallOwnRoute | RemoveOwnRoute)]
+    assert routes == [InstallOwnRoute(own("wan1", GW1, 100)), RemoveOwnRoute(own("wan2", GW2, 200))]
 
 
 def test_keep_best_on_a_tie_keeps_the_route_of_the_uplink_that_failed_last() -> None:
@@ -149,7 +161,7 @@ def test_keep_best_on_a_tie_keeps_the_route_of_the_uplink_that_failed_last() -> 
     commands = driver.fail("wan2")  # the last routed uplink fails: equally lossy
     # wan2's route stays; the uplink that died earlier (lower metric or not) is not revived.
     assert driver.kernel.defaults() == [own("wan2", GW2, 200)]
-    assert [c for c in commands if isinstance(c, InstallRoute | RemoveRoute)] == []
+    assert [c for c in commands if isinstance(c, InstallOwnRoute | RemoveOwnRoute)] == []
     (report,) = last_resorts(commands)
     assert (report.all_down, report.kept) == (True, "wan2")
 
@@ -160,8 +172,8 @@ def test_keep_best_makes_the_kept_route_before_the_failed_one_breaks() -> None:
     # wan1, the last routed, fails worse (5/5 lost): wan2's route must be in first.
     commands = driver.finish("wan1", round_result(received=0))
     assert driver.kernel.defaults() == [own("wan2", GW2, 200)]
-    routes = [c for c in commands if isinstance(c, InstallRoute | RemoveRoute)]
-    assert routes == [InstallRoute(own("wan2", GW2, 200)), RemoveRoute(own("wan1", GW1, 100))]
+    routes = [c for c in commands if isinstance(c, InstallOwnRoute | RemoveOwnRoute)]
+    assert routes == [InstallOwnRoute(own("wan2", GW2, 200)), RemoveOwnRoute(own("wan1", GW1, 100))]
 
 
 def test_keep_best_gives_way_to_an_uplink_that_comes_back() -> None:
@@ -172,8 +184,8 @@ def test_keep_best_gives_way_to_an_uplink_that_comes_back() -> None:
     driver.advance(5.0)
     commands = driver.finish("wan1")
     assert driver.kernel.defaults() == [own("wan1", GW1, 100)]
-    routes = [c for c in commands if isinstance(c, InstallRoute | RemoveRoute)]
-    assert routes == [InstallRoute(own("wan1", GW1, 100)), RemoveRoute(own("wan2", GW2, 200))]
+    routes = [c for c in commands if isinstance(c, InstallOwnRoute | RemoveOwnRoute)]
+    assert routes == [InstallOwnRoute(own("wan1", GW1, 100)), RemoveOwnRoute(own("wan2", GW2, 200))]
     assert last_resorts(commands)[0].all_down is False
 
 
@@ -197,15 +209,17 @@ def test_reload_drops_adds_and_updates_uplinks() -> None:
         uplinks=(uplink("wan1", 150, period=1.0), uplink("ppp0", 300)),
     )
     commands = driver.reconfigure(new)
-    assert list(driver.core.uplinks) == ["wan1", "ppp0"]
+    assert [u.name for u in driver.core.view().uplinks] == ["wan1", "ppp0"]
     # wan2's captured route is put back and pingu's removed; wan1 moves to metric 150.
-    assert RestoreRoute(dhcp_route("wan2", GW2)) in commands
-    assert RemoveRoute(own("wan2", GW2, 200)) in commands
+    assert RestoreCapturedRoute(dhcp_route("wan2", GW2)) in commands
+    assert RemoveOwnRoute(own("wan2", GW2, 200)) in commands
     moves = [
-        c for c in commands if isinstance(c, InstallRoute | RemoveRoute) and c.route.ifindex == 2
+        c
+        for c in commands
+        if isinstance(c, InstallOwnRoute | RemoveOwnRoute) and c.route.ifindex == 2
     ]
-    assert moves == [InstallRoute(own("wan1", GW1, 150)), RemoveRoute(own("wan1", GW1, 100))]
-    wan1 = driver.core.uplinks["wan1"]
+    assert moves == [InstallOwnRoute(own("wan1", GW1, 150)), RemoveOwnRoute(own("wan1", GW1, 100))]
+    wan1 = driver.core.view().uplink("wan1")
     assert wan1.lease is not None
     assert wan1.lease.gateway == GW1
     assert wan1.next_round_at <= driver.clock.monotonic() + 1.0
@@ -222,10 +236,10 @@ def test_a_refused_route_is_not_retried_before_the_next_verdict() -> None:
     route = own("wan1", GW1, 100)
     driver.kernel.refuse.add(route)
     driver.send(RouteVanished(route))  # someone deleted it; the kernel refuses it now
-    assert driver.core.uplinks["wan1"].installed is None
-    assert [c for c in driver.advance(0.1) if isinstance(c, InstallRoute)] == []
+    assert driver.core.view().uplink("wan1").route is None
+    assert [c for c in driver.advance(0.1) if isinstance(c, InstallOwnRoute)] == []
     driver.kernel.refuse.clear()
-    assert InstallRoute(route) in driver.finish("wan1")
+    assert InstallOwnRoute(route) in driver.finish("wan1")
     assert driver.kernel.own("wan1") == [route]
 
 
@@ -254,7 +268,7 @@ def test_saved_state_round_trips_into_a_new_core() -> None:
     assert own("wan2", GW2, 200) in restarted.kernel.defaults()
     # The lease kept the captured route's attributes: stop puts it back as it was.
     stop = restarted.core.stop()
-    assert RestoreRoute(dhcp_route("wan2", GW2)) in stop
+    assert RestoreCapturedRoute(dhcp_route("wan2", GW2)) in stop
 
 
 def test_saved_state_for_unknown_uplinks_is_ignored() -> None:

@@ -7,15 +7,17 @@ from __future__ import annotations
 import dataclasses
 
 from pingu.domain.commands import (
-    DeleteRoute,
-    InstallRoute,
-    RemoveRoute,
-    RestoreRoute,
+    DeleteCapturedRoute,
+    InstallOwnRoute,
+    RemoveOwnRoute,
+    RestoreCapturedRoute,
     StartProbe,
-    TableRepaired,
 )
 from pingu.domain.events import LinkChanged, RouteAppeared, TableSnapshot
 from pingu.domain.model import Route, RouteAttributes
+from pingu.domain.reports import (
+    TableRepaired,
+)
 from pingu.domain.routes import own_route
 from tests.unit.fakes import IFINDEX, PROTO, Driver, config, dhcp_route, uplink
 from tests.unit.test_core import GW1, GW2, own, two_uplinks
@@ -40,11 +42,11 @@ def test_an_onlink_route_gives_pingus_route_its_onlink_and_source() -> None:
     cloud = with_attributes(dhcp_route("wan1", "172.31.1.1"), CLOUD)
     commands = driver.send(RouteAppeared(cloud))
     mine = own_with("wan1", "172.31.1.1", 100, CLOUD)
-    assert [c for c in commands if isinstance(c, InstallRoute | DeleteRoute)] == [
-        InstallRoute(mine),
-        DeleteRoute(cloud),
+    assert [c for c in commands if isinstance(c, InstallOwnRoute | DeleteCapturedRoute)] == [
+        InstallOwnRoute(mine),
+        DeleteCapturedRoute(cloud),
     ]
-    assert driver.core.stop() == [RestoreRoute(cloud), RemoveRoute(mine)]
+    assert driver.core.stop() == [RestoreCapturedRoute(cloud), RemoveOwnRoute(mine)]
 
 
 def test_a_new_mtu_moves_pingus_route_make_before_break() -> None:
@@ -52,11 +54,13 @@ def test_a_new_mtu_moves_pingus_route_make_before_break() -> None:
     driver.capture("wan1", GW1)
     renewed = with_attributes(dhcp_route("wan1", GW1), MTU)
     commands = driver.send(RouteAppeared(renewed))
-    routes = [c for c in commands if isinstance(c, InstallRoute | RemoveRoute | DeleteRoute)]
+    routes = [
+        c for c in commands if isinstance(c, InstallOwnRoute | RemoveOwnRoute | DeleteCapturedRoute)
+    ]
     assert routes == [
-        InstallRoute(own_with("wan1", GW1, 100, MTU)),
-        RemoveRoute(own("wan1", GW1, 100)),
-        DeleteRoute(renewed),
+        InstallOwnRoute(own_with("wan1", GW1, 100, MTU)),
+        RemoveOwnRoute(own("wan1", GW1, 100)),
+        DeleteCapturedRoute(renewed),
     ]
 
 
@@ -79,9 +83,9 @@ def test_two_foreign_routes_on_one_uplink_are_both_deleted_and_both_put_back() -
     driver.send(RouteAppeared(dhcp))
     assert driver.kernel.defaults() == [own_with("wan1", GW1, 100, MTU)]
     stop = driver.core.stop()
-    assert [c for c in stop if isinstance(c, RestoreRoute)] == [
-        RestoreRoute(static),
-        RestoreRoute(dhcp),
+    assert [c for c in stop if isinstance(c, RestoreCapturedRoute)] == [
+        RestoreCapturedRoute(static),
+        RestoreCapturedRoute(dhcp),
     ]
 
 
@@ -90,8 +94,8 @@ def test_a_renewal_in_the_same_slot_replaces_the_captured_route() -> None:
     driver.capture("wan1", GW1)
     driver.capture("wan1", "192.0.2.254")  # the DHCP client's next lease, same metric
     stop = driver.core.stop()
-    assert [c for c in stop if isinstance(c, RestoreRoute)] == [
-        RestoreRoute(dhcp_route("wan1", "192.0.2.254"))
+    assert [c for c in stop if isinstance(c, RestoreCapturedRoute)] == [
+        RestoreCapturedRoute(dhcp_route("wan1", "192.0.2.254"))
     ]
 
 
@@ -105,8 +109,10 @@ def test_a_route_replacing_pingus_is_captured_and_pingus_put_back_beside_it() ->
     commands = driver.send(RouteAppeared(replacing, replaced=True))
     assert isinstance(commands[0], TableRepaired)
     assert "was replaced by" in commands[0].what
-    routes = [c for c in commands if isinstance(c, InstallRoute | RemoveRoute | DeleteRoute)]
-    assert routes == [InstallRoute(own("wan1", GW1, 100)), DeleteRoute(replacing)]
+    routes = [
+        c for c in commands if isinstance(c, InstallOwnRoute | RemoveOwnRoute | DeleteCapturedRoute)
+    ]
+    assert routes == [InstallOwnRoute(own("wan1", GW1, 100)), DeleteCapturedRoute(replacing)]
     assert driver.kernel.defaults() == [own("wan1", GW1, 100)]
 
 
@@ -117,7 +123,7 @@ def test_a_route_added_beside_pingus_in_its_slot_without_replace_changes_nothing
     driver.capture("wan1", GW1)
     appended = dhcp_route("wan1", GW1, metric=100)
     commands = driver.send(RouteAppeared(appended))
-    assert not [c for c in commands if isinstance(c, InstallRoute | TableRepaired)]
+    assert not [c for c in commands if isinstance(c, InstallOwnRoute | TableRepaired)]
     assert driver.kernel.defaults() == [own("wan1", GW1, 100)]
 
 
@@ -141,7 +147,7 @@ def test_a_missing_own_route_is_put_back_and_said() -> None:
     repaired = [c for c in commands if isinstance(c, TableRepaired)]
     assert [r.uplink for r in repaired] == ["wan1"]
     assert "is missing" in repaired[0].what
-    assert InstallRoute(own("wan1", GW1, 100)) in commands
+    assert InstallOwnRoute(own("wan1", GW1, 100)) in commands
     assert own("wan1", GW1, 100) in driver.kernel.defaults()
 
 
@@ -152,7 +158,7 @@ def test_a_foreign_route_seen_only_in_the_read_is_captured_and_said() -> None:
     driver.kernel.routes.add(back)  # re-added, the notification lost
     commands = driver.send(snapshot(driver, *links("wan1", "wan2")))
     assert any(isinstance(c, TableRepaired) and "capturing it" in c.what for c in commands)
-    assert DeleteRoute(back) in commands
+    assert DeleteCapturedRoute(back) in commands
 
 
 def test_a_read_that_matches_the_beliefs_changes_nothing() -> None:
@@ -169,7 +175,7 @@ def test_an_uplink_missing_from_the_read_is_gone() -> None:
     driver.kernel.routes.discard(own("wan1", GW1, 100))
     commands = driver.send(snapshot(driver, *links("wan2")))
     assert TableRepaired("wan1", "interface gone") in commands
-    assert driver.core.uplinks["wan1"].ifindex is None
+    assert not driver.core.view().uplink("wan1").link.present
 
 
 def test_the_first_read_repairs_nothing_it_only_captures() -> None:
@@ -191,7 +197,7 @@ def test_a_refused_route_is_tried_again_once_the_address_changes() -> None:
     driver.kernel.refuse.clear()
     assert driver.link("wan1") == []  # same address: not before the next verdict
     commands = driver.send(LinkChanged(2, "wan1", True, True, False, "100.64.0.9"))
-    assert InstallRoute(mine) in commands
+    assert InstallOwnRoute(mine) in commands
 
 
 # -- py-pingu's gateways file -------------------------------------------------------------
@@ -207,6 +213,6 @@ def test_gateways_from_the_gateways_file_are_probed_before_they_are_routed() -> 
     assert driver.kernel.own("wan1") == []
     driver.finish("wan1")
     assert driver.kernel.own("wan1") == [own("wan1", GW1, 100)]
-    assert [c for c in driver.core.stop() if isinstance(c, RestoreRoute)] == [
-        RestoreRoute(dhcp_route("wan2", GW2))
+    assert [c for c in driver.core.stop() if isinstance(c, RestoreCapturedRoute)] == [
+        RestoreCapturedRoute(dhcp_route("wan2", GW2))
     ]  # nothing was captured on wan1: nothing to put back

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pingu import __version__
 from pingu.adapters.metrics import MetricsError, MetricsServer, StatusCollector
-from pingu.entrypoints import runtime
+from pingu.entrypoints import containers
 from pingu.entrypoints.containers import Adapters
 from pingu.entrypoints.operations import StartupError
 from tests.unit.fakes import config, uplink
@@ -197,6 +197,6 @@ def test_metrics_port_taken_stops_start_up_before_any_route_and_frees_the_socket
             adapters.prober.override(providers.Object(object())),
             pytest.raises(StartupError, match="cannot listen: Address already in use"),
         ):
-            asyncio.run(runtime.serve(cfg, adapters))
+            asyncio.run(containers.serve(cfg, adapters))
     assert table.used is False
     assert not control_socket.exists()  # the control socket it had opened is closed again

@@ -17,7 +17,9 @@ from scapy.layers.l2 import ARP
 from pingu.adapters import icmp_packets as pk
 from pingu.adapters.icmp_packets import Echo, Insn, Outcome, RoundMatcher, attach_filter
 from pingu.adapters.prober import PacketProber, close_off_loop, kernel_time_ns
-from pingu.domain.commands import StartProbe
+from pingu.domain.commands import (
+    StartProbe,
+)
 
 LOCAL, T1, T2, GW = "100.64.1.2", "203.0.113.10", "203.0.113.11", "100.64.1.1"
 IDENT, COOKIE = 0x4D2C, bytes(range(16))

@@ -8,14 +8,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pingu.domain.commands import (
-    Command,
-    DeleteRoute,
-    InstallRoute,
-    RemoveRoute,
-    RoundJudged,
+    DeleteCapturedRoute,
+    InstallOwnRoute,
+    RemoveOwnRoute,
     StartProbe,
 )
 from pingu.domain.config import Config, InitialState, WhenAllDown
+from pingu.domain.core import Output
 from pingu.domain.events import (
     Event,
     LinkChanged,
@@ -28,6 +27,9 @@ from pingu.domain.events import (
     TimerFired,
 )
 from pingu.domain.model import Route
+from pingu.domain.reports import (
+    RoundJudged,
+)
 from tests.unit.fakes import IFINDEX, PROTO, Driver, config, round_result, uplink
 
 CONFIGURED = ("wan1", "wan2", "ppp0")
@@ -95,8 +97,8 @@ def driver_for(rise: int, fall: int, initial: InitialState) -> Driver:
 
 def consistent(driver: Driver, event: Event) -> Event:
     """Kernel facts: a vanished link takes its routes with it; results answer real rounds."""
-    if isinstance(event, ProbeFinished) and event.uplink in driver.core.uplinks:
-        current = driver.core.uplinks[event.uplink].round_id
+    if isinstance(event, ProbeFinished) and event.uplink in driver.rounds:
+        current = driver.rounds[event.uplink]
         stale = len(event.result.targets[0].delays_ms) == 4
         return ProbeFinished(event.uplink, event.result, current - 1 if stale else current)
     if isinstance(event, LinkVanished):
@@ -105,15 +107,15 @@ def consistent(driver: Driver, event: Event) -> Event:
     return event
 
 
-def check_ownership(command: Command) -> None:
-    if isinstance(command, DeleteRoute):
+def check_ownership(command: Output) -> None:
+    if isinstance(command, DeleteCapturedRoute):
         route = command.route
         name = route.ifname or next(n for n, i in IFINDEX.items() if i == route.ifindex)
         assert route.proto != PROTO
         assert route.table == 254
         assert route.dst_len == 0
         assert name in CONFIGURED
-    if isinstance(command, InstallRoute | RemoveRoute):
+    if isinstance(command, InstallOwnRoute | RemoveOwnRoute):
         assert command.route.proto == PROTO
         assert command.route.table == 254
         assert command.route.dst_len == 0
@@ -163,7 +165,7 @@ def test_core_view_of_its_routes_matches_the_table(sequence: list[tuple[Event, f
         driver.clock.advance(delay)
         driver.send(consistent(driver, event))
         for name in CONFIGURED:
-            installed = driver.core.uplinks[name].installed
+            installed = driver.core.view().uplink(name).route
             assert driver.kernel.own(name) == ([installed] if installed else [])
 
 

@@ -15,7 +15,9 @@ from dependency_injector import providers
 
 from pingu.adapters.config_file import load_config
 from pingu.adapters.systemd import Notifier
-from pingu.domain.commands import StartProbe
+from pingu.domain.commands import (
+    StartProbe,
+)
 from pingu.domain.config import Config, OnExit
 from pingu.domain.events import Event, LinkChanged, RouteAppeared
 from pingu.domain.model import RoundResult, Route
@@ -186,8 +188,8 @@ def test_state_is_saved_and_adopted_by_the_next_run() -> None:
 
     async def second() -> None:
         daemon, _ = daemon_with(cfg, store)
-        daemon._load_state()
-        lease = daemon.core.uplinks["wan1"].lease
+        daemon.keeper.load(daemon.clock.monotonic())
+        lease = daemon.core.view().uplink("wan1").lease
         assert lease is not None
         (captured,) = lease.captured
         assert (lease.gateway, captured.metric, captured.proto) == ("192.0.2.1", 1024, 16)

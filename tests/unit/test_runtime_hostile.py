@@ -58,8 +58,7 @@ async def until(check: Callable[[], bool], what: str) -> None:
 
 
 def rounds(d: Daemon) -> int:
-    counters = d.counters.get("wan1")
-    return counters.rounds if counters else 0
+    return d.core.view().uplink("wan1").counters.rounds
 
 
 async def stop(d: Daemon, task: asyncio.Task[None]) -> None:

@@ -20,7 +20,9 @@ import pytest
 
 from pingu.adapters.config_file import script_problem
 from pingu.adapters.scripts import OUTPUT_LIMIT, CheckedScript, SubprocessScriptRunner
-from pingu.domain.commands import RunScript
+from pingu.domain.commands import (
+    RunScript,
+)
 
 NOBODY = 65534
 WAIT_S = 30.0
