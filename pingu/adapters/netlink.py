@@ -16,7 +16,7 @@ from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_LINK
 
-from pingu.adapters.icmp_packets import Insn, assemble, attach_filter
+from pingu.adapters.bpf import Insn, assemble, attach_filter
 from pingu.domain.events import (
     Event,
     LinkChanged,

@@ -47,26 +47,23 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pingu.adapters.bpf import Insn, attach_filter
 from pingu.adapters.icmp_packets import (
     ARPHRD_ETHER,
     BROADCAST_MAC,
     COOKIE_SIZE,
     ETH_P_ARP,
     ETH_P_IP,
-    Insn,
     Outcome,
     RoundMatcher,
     TargetLedger,
     arp_reply_filter,
     arp_request,
-    attach_filter,
     echo_reply_filter,
     format_mac,
     parse_arp_reply,
 )
-from pingu.domain.commands import (
-    StartProbe,
-)
+from pingu.domain.commands import StartProbe
 from pingu.domain.model import RoundResult, TargetResult
 from pingu.domain.verdict import Outlook, Tally, round_outlook, target_outlook
 

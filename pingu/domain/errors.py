@@ -35,11 +35,3 @@ class ConfigError(PinguError):
     def __init__(self, problems: list[ConfigProblem] | tuple[ConfigProblem, ...]) -> None:
         self.problems = tuple(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
-
-
-class UplinkNotFound(PinguError):
-    """An uplink named in the configuration does not exist on this host (yet)."""
-
-
-class GatewayUnreachable(PinguError):
-    """The kernel refused a route because its gateway is not on-link."""

@@ -434,7 +434,6 @@ def configure_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt)
     # -v is for pingu's own detail (every echo, every event), not pyroute2's internals.
     logging.getLogger("pyroute2").setLevel(logging.WARNING)
-    logging.getLogger("scapy").setLevel(logging.ERROR)
 
 
 def run_daemon(config_path: str, verbose: bool = False) -> int:

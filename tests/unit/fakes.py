@@ -4,6 +4,7 @@ the asyncio shell without a kernel."""
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ from pingu.domain.ports import Resync, RouteChangeFailed
 from pingu.domain.reports import (
     StateChanged,
 )
+from pingu.domain.state import StateError
 
 PROTO = 136
 TARGET = "203.0.113.10"
@@ -286,3 +288,77 @@ class FakeScripts:
 class RealClock:
     def monotonic(self) -> float:
         return asyncio.get_running_loop().time()
+
+
+class UntouchedRouteTable:
+    """A route table that records every use; for start-ups that must touch no route."""
+
+    def __init__(self) -> None:
+        self.used: list[str] = []
+
+    async def snapshot(self, *, initial: bool = False) -> TableSnapshot:
+        self.used.append("snapshot")
+        return TableSnapshot((), (), initial)
+
+    async def events(self) -> AsyncIterator[Event | Resync]:
+        self.used.append("events")
+        return
+        yield
+
+    async def install(self, route: Route) -> None:
+        self.used.append(f"install {route}")
+
+    async def remove(self, route: Route) -> None:
+        self.used.append(f"remove {route}")
+
+    async def delete_foreign(self, route: Route) -> None:
+        self.used.append(f"delete {route}")
+
+
+class StuckProber:
+    """Its rounds never end, unless cancelled (which it records)."""
+
+    def __init__(self) -> None:
+        self.rounds: list[StartProbe] = []
+        self.cancelled: list[str | None] = []
+
+    async def run_round(self, probe: StartProbe) -> RoundResult:
+        self.rounds.append(probe)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled.append(probe.gateway)
+            raise
+        raise AssertionError("unreachable")
+
+
+class MemoryStore:
+    """A state store in memory; `document` is what the file would hold."""
+
+    def __init__(self, document: object | None = None, broken: str | None = None) -> None:
+        self.document = document
+        self.broken = broken
+        self.writes = 0
+
+    def read(self) -> object | None:
+        if self.broken:
+            raise StateError(self.broken)
+        return self.document
+
+    def write(self, document: dict[str, object]) -> None:
+        self.document = document
+        self.writes += 1
+
+
+class FullDisk:
+    """A state store on a disk with no space left."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def read(self) -> object | None:
+        return None
+
+    def write(self, document: dict[str, object]) -> None:
+        self.attempts += 1
+        raise OSError(errno.ENOSPC, "No space left on device")

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from pingu.entrypoints import cli, containers, runtime
 from pingu.entrypoints.containers import Adapters
 from pingu.entrypoints.operations import StartupError
 from pingu.entrypoints.status import render
-from tests.unit.fakes import config, uplink
+from tests.unit.fakes import UntouchedRouteTable, config, uplink
 from tests.unit.operations_support import WAIT_S, LoopThread, status_document
 
 NOW = 1767229330.0  # 2026-01-01T01:02:10+00:00
@@ -243,31 +243,7 @@ def test_a_failing_status_is_an_error_reply_not_a_crash(
 
 
 def test_a_second_daemon_refused_at_start_up_touches_no_route(tmp_path: Path) -> None:
-    class Untouched:
-        """A route table that records every use; none is allowed here."""
-
-        def __init__(self) -> None:
-            self.used: list[str] = []
-
-        async def snapshot(self) -> list[object]:
-            self.used.append("snapshot")
-            return []
-
-        async def events(self) -> AsyncIterator[object]:
-            self.used.append("events")
-            return
-            yield
-
-        async def install(self, route: object) -> None:
-            self.used.append(f"install {route}")
-
-        async def remove(self, route: object) -> None:
-            self.used.append(f"remove {route}")
-
-        async def delete_foreign(self, route: object) -> None:
-            self.used.append(f"delete {route}")
-
-    table = Untouched()
+    table = UntouchedRouteTable()
     path = tmp_path / "control.sock"
     cfg = dataclasses.replace(config(uplink("wan1", 100)), control_socket=str(path))
     adapters = Adapters()

@@ -23,7 +23,7 @@ from pingu.adapters.metrics import MetricsError, MetricsServer, StatusCollector
 from pingu.entrypoints import containers
 from pingu.entrypoints.containers import Adapters
 from pingu.entrypoints.operations import StartupError
-from tests.unit.fakes import config, uplink
+from tests.unit.fakes import UntouchedRouteTable, config, uplink
 from tests.unit.operations_support import WAIT_S, LoopThread, status_document
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -173,15 +173,7 @@ def test_close_stops_serving() -> None:
 def test_metrics_port_taken_stops_start_up_before_any_route_and_frees_the_socket(
     tmp_path: Path,
 ) -> None:
-    class Table:
-        def __init__(self) -> None:
-            self.used = False
-
-        async def snapshot(self) -> list[object]:
-            self.used = True
-            return []
-
-    table = Table()
+    table = UntouchedRouteTable()
     control_socket = tmp_path / "control.sock"
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -198,5 +190,5 @@ def test_metrics_port_taken_stops_start_up_before_any_route_and_frees_the_socket
             pytest.raises(StartupError, match="cannot listen: Address already in use"),
         ):
             asyncio.run(containers.serve(cfg, adapters))
-    assert table.used is False
+    assert table.used == []
     assert not control_socket.exists()  # the control socket it had opened is closed again

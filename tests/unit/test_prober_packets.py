@@ -14,8 +14,10 @@ import pytest
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import ARP
 
+from pingu.adapters import bpf
 from pingu.adapters import icmp_packets as pk
-from pingu.adapters.icmp_packets import Echo, Insn, Outcome, RoundMatcher, attach_filter
+from pingu.adapters.bpf import Insn, attach_filter
+from pingu.adapters.icmp_packets import Echo, Outcome, RoundMatcher
 from pingu.adapters.prober import PacketProber, close_off_loop, kernel_time_ns
 from pingu.domain.commands import (
     StartProbe,
@@ -229,29 +231,29 @@ def run_bpf(program: tuple[Insn, ...], packet: bytes) -> int:
     """A classic BPF interpreter for the instructions the prober's filters use; an
     out-of-bounds load drops the packet, as in the kernel."""
     a = x = pc = 0
-    sizes = {pk.BPF_W: 4, pk.BPF_H: 2, pk.BPF_B: 1}
+    sizes = {bpf.BPF_W: 4, bpf.BPF_H: 2, bpf.BPF_B: 1}
     for _step in range(4096):
         insn = program[pc]
         cls = insn.code & 0x07
-        if cls == pk.BPF_RET:
+        if cls == bpf.BPF_RET:
             return insn.k
-        if cls == pk.BPF_LDX:
-            assert insn.code == pk.BPF_LDX | pk.BPF_B | pk.BPF_MSH
+        if cls == bpf.BPF_LDX:
+            assert insn.code == bpf.BPF_LDX | bpf.BPF_B | bpf.BPF_MSH
             if insn.k >= len(packet):
                 return 0
             x = 4 * (packet[insn.k] & 0x0F)
-        elif cls == pk.BPF_LD:
+        elif cls == bpf.BPF_LD:
             size = sizes[insn.code & 0x18]
             mode = insn.code & 0xE0
-            assert mode in (pk.BPF_ABS, pk.BPF_IND)
-            offset = insn.k + (x if mode == pk.BPF_IND else 0)
+            assert mode in (bpf.BPF_ABS, bpf.BPF_IND)
+            offset = insn.k + (x if mode == bpf.BPF_IND else 0)
             if offset + size > len(packet):
                 return 0
             a = int.from_bytes(packet[offset : offset + size], "big")
-        elif cls == pk.BPF_JMP:
+        elif cls == bpf.BPF_JMP:
             op = insn.code & 0xF0
-            taken = a == insn.k if op == pk.BPF_JEQ else bool(a & insn.k)
-            assert op in (pk.BPF_JEQ, pk.BPF_JSET)
+            taken = a == insn.k if op == bpf.BPF_JEQ else bool(a & insn.k)
+            assert op in (bpf.BPF_JEQ, bpf.BPF_JSET)
             pc += insn.jt if taken else insn.jf
         else:
             raise AssertionError(f"unexpected opcode {insn.code:#x}")
@@ -281,7 +283,7 @@ REJECTED = {
 
 @pytest.mark.parametrize("name", ACCEPTED)
 def test_echo_filter_accepts(name: str) -> None:
-    assert run_bpf(ECHO_FILTER, ACCEPTED[name]) == pk.ACCEPT_BYTES
+    assert run_bpf(ECHO_FILTER, ACCEPTED[name]) == bpf.ACCEPT_BYTES
 
 
 @pytest.mark.parametrize("name", REJECTED)
@@ -292,14 +294,14 @@ def test_echo_filter_rejects(name: str) -> None:
 def test_arp_filter_accepts_only_the_gateways_replies() -> None:
     program = pk.arp_reply_filter(GW)
     answer = bytes(ARP(op=2, hwsrc="02:00:00:00:00:09", psrc=GW, pdst=LOCAL))
-    assert run_bpf(program, answer) == pk.ACCEPT_BYTES
+    assert run_bpf(program, answer) == bpf.ACCEPT_BYTES
     assert run_bpf(program, bytes(ARP(op=2, psrc="100.64.1.9", pdst=LOCAL))) == 0
     assert run_bpf(program, bytes(ARP(op=1, psrc=GW, pdst=LOCAL))) == 0
     assert run_bpf(program, bytes(ARP(op=2, psrc=GW, pdst=LOCAL, ptype=0x86DD))) == 0
 
 
 def test_the_filters_pack_as_struct_sock_filter() -> None:
-    packed = pk.pack_filter(ECHO_FILTER)
+    packed = bpf.pack_filter(ECHO_FILTER)
     assert len(packed) == 8 * len(ECHO_FILTER)
     assert struct.unpack_from("=HBBI", packed, 8 * (len(ECHO_FILTER) - 1)) == (0x06, 0, 0, 0)
 

@@ -15,13 +15,9 @@ from dependency_injector import providers
 
 from pingu.adapters.config_file import load_config
 from pingu.adapters.systemd import Notifier
-from pingu.domain.commands import (
-    StartProbe,
-)
 from pingu.domain.config import Config, OnExit
 from pingu.domain.events import Event, LinkChanged, RouteAppeared
 from pingu.domain.model import RoundResult, Route
-from pingu.domain.state import StateError
 from pingu.entrypoints.containers import Adapters
 from pingu.entrypoints.runtime import Daemon, configure_logging
 from tests.unit.fakes import (
@@ -29,7 +25,9 @@ from tests.unit.fakes import (
     FakeProber,
     FakeRouteTable,
     FakeScripts,
+    MemoryStore,
     RealClock,
+    StuckProber,
     config,
     dhcp_route,
     round_result,
@@ -127,24 +125,6 @@ def test_refused_install_is_logged_and_retried(caplog) -> None:
 
     asyncio.run(scenario())
     assert "route change refused by the kernel" in caplog.text
-
-
-class MemoryStore:
-    """A state store in memory; `document` is what the file would hold."""
-
-    def __init__(self, document: object | None = None, broken: str | None = None) -> None:
-        self.document = document
-        self.broken = broken
-        self.writes = 0
-
-    def read(self) -> object | None:
-        if self.broken:
-            raise StateError(self.broken)
-        return self.document
-
-    def write(self, document: dict[str, object]) -> None:
-        self.document = document
-        self.writes += 1
 
 
 def daemon_with(
@@ -357,20 +337,6 @@ def test_sigusr1_logs_every_uplink(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_a_round_abandoned_for_a_new_gateway_is_cancelled() -> None:
-    class StuckProber:
-        def __init__(self) -> None:
-            self.rounds: list[StartProbe] = []
-            self.cancelled: list[str | None] = []
-
-        async def run_round(self, probe: StartProbe) -> RoundResult:
-            self.rounds.append(probe)
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                self.cancelled.append(probe.gateway)
-                raise
-            raise AssertionError("unreachable")
-
     async def scenario() -> None:
         prober = StuckProber()
         table = FakeRouteTable(EVENTS)

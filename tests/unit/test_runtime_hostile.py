@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import errno
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from tests.unit.fakes import (
     FakeProber,
     FakeRouteTable,
     FakeScripts,
+    FullDisk,
     RealClock,
     config,
     dhcp_route,
@@ -228,20 +228,6 @@ def test_a_corrupt_state_file_is_ignored_and_the_daemon_starts(
 
 
 # -- 8. a full disk is told once, then at a bounded rate --------------------------------
-
-
-class FullDisk:
-    """A state store on a disk with no space left."""
-
-    def __init__(self) -> None:
-        self.attempts = 0
-
-    def read(self) -> object | None:
-        return None
-
-    def write(self, document: dict[str, object]) -> None:
-        self.attempts += 1
-        raise OSError(errno.ENOSPC, "No space left on device")
 
 
 def test_a_full_disk_is_one_error_line_not_one_per_event(
