@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -36,7 +35,7 @@ from pingu.domain.commands import (
     StateChanged,
     TableRepaired,
 )
-from pingu.domain.config import Config, OnExit
+from pingu.domain.config import REJECTS_RELOAD, Config, OnExit, keep_running, restart_only
 from pingu.domain.core import Core, Uplink
 from pingu.domain.errors import ConfigError
 from pingu.domain.events import (
@@ -76,17 +75,6 @@ class _Stop:
 
 class _Reload:
     """Queue sentinel: the daemon was asked to reload its configuration file."""
-
-
-# Settings read once at start-up: a reload that changes them is told to restart instead.
-_RESTART_ONLY = (
-    "proto",
-    "state_file",
-    "control_socket",
-    "control_group",
-    "metrics",
-    "gateways_file",
-)
 
 
 @dataclass
@@ -346,8 +334,8 @@ class Daemon:
                 log.error("  %s", problem)
             return
         config = loaded
-        changed = [k for k in _RESTART_ONLY if getattr(config, k) != getattr(self.config, k)]
-        if "proto" in changed:
+        changed = restart_only(self.config, config)
+        if REJECTS_RELOAD.intersection(changed):
             log.error(
                 "reload of %s rejected: proto changed (%d -> %d), which needs a restart; "
                 "the running configuration stays",
@@ -361,7 +349,7 @@ class Daemon:
         if changed:
             log.warning("reload: %s take effect at the next restart", ", ".join(changed))
             # Until then the running values stay, so that what is shown is what is in use.
-            config = dataclasses.replace(config, **{k: getattr(self.config, k) for k in changed})
+            config = keep_running(config, self.config, changed)
         old = {u.name for u in self.config.uplinks}
         new = {u.name for u in config.uplinks}
         self.config = config

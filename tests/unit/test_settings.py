@@ -1,0 +1,208 @@
+"""The table of settings: one entry per key, which the model, the reload rules and the
+README's tables follow."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from pingu.adapters.config_file import load_config
+from pingu.domain.config import (
+    REJECTS_RELOAD,
+    SCRIPT_KEYS,
+    Config,
+    UplinkConfig,
+    build_config,
+    keep_running,
+    restart_only,
+)
+from pingu.domain.config.docs import Row, markdown_table, per_interface_rows, top_level_rows
+from pingu.domain.config.settings import (
+    PER_INTERFACE,
+    REQUIRED,
+    TOP_LEVEL,
+    Inherited,
+    Reload,
+    Setting,
+    Where,
+)
+from pingu.entrypoints import settings_tables
+from tests.unit.test_runtime import daemon_with, running
+
+README = Path(__file__).parents[2] / "README.md"
+# Fields that are no key of the file: the uplink's name is its key in "interfaces".
+DERIVED = {"name", "warnings"}
+
+
+def model_fields(model: type) -> dict[str, dataclasses.Field[object]]:
+    return {f.name: f for f in dataclasses.fields(model) if f.name not in DERIVED}
+
+
+def test_the_readme_tables_are_the_settings_table() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert settings_tables.with_tables(text) == text, (
+        "README.md's tables of settings differ from pingu/domain/config/settings.py: "
+        f"run `{settings_tables.COMMAND}`"
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "settings"),
+    [
+        (Config, [s for s in TOP_LEVEL if s.where is Where.TOP]),
+        (UplinkConfig, list(PER_INTERFACE)),
+    ],
+)
+def test_every_setting_is_a_model_field_and_every_field_a_setting(model, settings) -> None:
+    fields = model_fields(model)
+    assert sorted(s.attribute for s in settings) == sorted(fields)
+    for setting in settings:
+        declared = fields[setting.attribute].default
+        if declared is dataclasses.MISSING:
+            continue  # required in the model (proto: Config is always built whole)
+        assert declared == setting.default, setting.key
+
+
+def test_both_levels_share_one_entry_per_key() -> None:
+    top = {s.key: s for s in TOP_LEVEL}
+    per_interface = {s.key: s for s in PER_INTERFACE}
+    assert len(top) == len(TOP_LEVEL)
+    assert len(per_interface) == len(PER_INTERFACE)
+    for key in top.keys() & per_interface.keys():
+        assert top[key] is per_interface[key]
+        assert top[key].where is Where.BOTH
+    assert {s.where for s in top.values()} == {Where.TOP, Where.BOTH}
+    assert {s.where for s in per_interface.values()} == {Where.UPLINK, Where.BOTH}
+
+
+@pytest.mark.parametrize("setting", TOP_LEVEL + PER_INTERFACE, ids=lambda s: s.key)
+def test_every_default_is_a_value_its_kind_accepts(setting: Setting) -> None:
+    if setting.default is REQUIRED or setting.default is None:
+        assert setting.default is not None or setting.nullable
+        return
+    said = setting.kind.show(setting.default)
+    assert setting.kind.read(said, setting.key) == setting.default
+
+
+def test_a_setting_of_both_levels_says_how_it_reads_per_interface() -> None:
+    with pytest.raises(ValueError, match="both levels"):
+        Setting("x", Where.BOTH, TOP_LEVEL[0].kind, 1, "", "")
+    with pytest.raises(ValueError, match="both levels"):
+        Setting("x", Where.TOP, TOP_LEVEL[0].kind, 1, "", "", per_interface=Inherited("y"))
+    with pytest.raises(ValueError, match="top level's own"):
+        Setting("x", Where.UPLINK, TOP_LEVEL[0].kind, 1, "", "", reload=Reload.RESTART)
+
+
+def test_the_script_keys_are_the_script_settings() -> None:
+    assert SCRIPT_KEYS == ("reset_script", "up_script", "down_script")
+
+
+# --- reload ---------------------------------------------------------------------------
+
+
+def running_config() -> Config:
+    return build_config({"host": "192.0.2.1", "interfaces": {"wan1": {"metric": 100}}})
+
+
+def test_restart_only_names_the_changed_keys_a_reload_cannot_apply_in_the_table_order() -> None:
+    old = running_config()
+    new = dataclasses.replace(
+        old,
+        metrics=("127.0.0.1", 9100),
+        state_file=None,
+        proto=200,
+        script_timeout=5.0,
+        uplinks=(UplinkConfig(name="wan2", metric=1, targets=("192.0.2.9",)),),
+    )
+    assert restart_only(old, old) == []
+    assert restart_only(old, new) == ["proto", "state_file", "metrics"]
+    assert sorted(REJECTS_RELOAD) == ["proto"]
+
+
+def test_keep_running_keeps_the_running_values_of_the_restart_only_keys() -> None:
+    old = running_config()
+    new = dataclasses.replace(old, metrics=("127.0.0.1", 9100), script_timeout=5.0)
+    kept = keep_running(new, old, restart_only(old, new))
+    assert kept == dataclasses.replace(old, script_timeout=5.0)
+
+
+# --- documentation --------------------------------------------------------------------
+
+
+def test_the_rows_say_defaults_as_the_file_would() -> None:
+    top = {row.key: row for row in top_level_rows()}
+    assert top["host"].default == "required (unless every interface sets its own)"
+    assert top["period"].default == "5"
+    assert top["initial_state"].default == '`"up"`'
+    assert top["control_group"].default == "`null`"
+    assert top["interfaces"].default == "required"
+    assert top["proto"].reload is Reload.REJECTS
+    per_interface = {row.key: row for row in per_interface_rows()}
+    assert per_interface["period"].default == "top-level `period`"
+    assert per_interface["host"].unit == "address or list"
+    assert per_interface["period"].unit == "s"
+    assert per_interface["metric"].default == "required"
+
+
+def test_a_markdown_cell_keeps_its_bars_out_of_the_table() -> None:
+    table = markdown_table([Row("k", "a|b", "s", "x", Reload.APPLIES)])
+    assert table.splitlines()[-1] == "| `k` | a\\|b | s | x |"
+
+
+def test_the_tables_are_written_between_their_markers(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "# t\n<!-- settings:top -->\nstale row\n<!-- /settings:top -->\n\n"
+        "<!-- settings:per-interface -->\n<!-- /settings:per-interface -->\nend\n"
+    )
+    assert settings_tables.main([str(readme)]) == 0
+    text = readme.read_text()
+    assert "stale row" not in text
+    assert markdown_table(top_level_rows()) + "<!-- /settings:top -->" in text
+    assert text.endswith(
+        markdown_table(per_interface_rows()) + "<!-- /settings:per-interface -->\nend\n"
+    )
+    assert settings_tables.main([str(readme)]) == 0
+    assert readme.read_text() == text
+
+
+def test_a_readme_without_markers_is_an_error(tmp_path: Path, capsys) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# t\n")
+    assert settings_tables.main([str(readme)]) == 1
+    assert "no <!-- settings:top --> ... <!-- /settings:top -->" in capsys.readouterr().err
+
+
+def test_a_reload_that_changes_proto_is_rejected_and_the_running_configuration_stays(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pingu")
+    path = tmp_path / "config.json"
+    first = {"host": "192.0.2.9", "state_file": None, "interfaces": {"wan1": {"metric": 100}}}
+    path.write_text(json.dumps(first))
+    cfg = load_config(path)
+
+    async def scenario() -> None:
+        daemon, table = daemon_with(cfg, config_path=str(path))
+        task = await running(daemon, table)
+        path.write_text(json.dumps({**first, "proto": 200, "metrics": 9100}))
+        daemon.request_reload()
+        for _ in range(200):
+            if "rejected" in caplog.text:
+                break
+            await asyncio.sleep(0.01)
+        assert daemon.config == cfg
+        daemon.request_stop()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario())
+    assert (
+        f"reload of {path} rejected: proto changed (136 -> 200), which needs a restart; "
+        "the running configuration stays"
+    ) in caplog.text
+    assert "take effect at the next restart" not in caplog.text
