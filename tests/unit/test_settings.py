@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from pingu.adapters.config_file import load_config
 from pingu.domain.config import (
     REJECTS_RELOAD,
     SCRIPT_KEYS,
@@ -21,18 +20,13 @@ from pingu.domain.config import (
     keep_running,
     restart_only,
 )
+from pingu.domain.config import settings as table
 from pingu.domain.config.docs import Row, markdown_table, per_interface_rows, top_level_rows
-from pingu.domain.config.settings import (
-    PER_INTERFACE,
-    REQUIRED,
-    TOP_LEVEL,
-    Inherited,
-    Reload,
-    Setting,
-    Where,
-)
+from pingu.domain.config.settings import Reload, Setting, Where
 from pingu.entrypoints import settings_tables
-from tests.unit.test_runtime import daemon_with, running
+from pingu.entrypoints.runtime import Daemon
+from tests.unit.fakes import TARGET, config, uplink
+from tests.unit.test_runtime import daemon_with, run_until
 
 README = Path(__file__).parents[2] / "README.md"
 # Fields that are no key of the file: the uplink's name is its key in "interfaces".
@@ -54,8 +48,8 @@ def test_the_readme_tables_are_the_settings_table() -> None:
 @pytest.mark.parametrize(
     ("model", "settings"),
     [
-        (Config, [s for s in TOP_LEVEL if s.where is Where.TOP]),
-        (UplinkConfig, list(PER_INTERFACE)),
+        (Config, [s for s in table.TOP_LEVEL if s.where is Where.TOP]),
+        (UplinkConfig, list(table.PER_INTERFACE)),
     ],
 )
 def test_every_setting_is_a_model_field_and_every_field_a_setting(model, settings) -> None:
@@ -69,10 +63,10 @@ def test_every_setting_is_a_model_field_and_every_field_a_setting(model, setting
 
 
 def test_both_levels_share_one_entry_per_key() -> None:
-    top = {s.key: s for s in TOP_LEVEL}
-    per_interface = {s.key: s for s in PER_INTERFACE}
-    assert len(top) == len(TOP_LEVEL)
-    assert len(per_interface) == len(PER_INTERFACE)
+    top = {s.key: s for s in table.TOP_LEVEL}
+    per_interface = {s.key: s for s in table.PER_INTERFACE}
+    assert len(top) == len(table.TOP_LEVEL)
+    assert len(per_interface) == len(table.PER_INTERFACE)
     for key in top.keys() & per_interface.keys():
         assert top[key] is per_interface[key]
         assert top[key].where is Where.BOTH
@@ -80,9 +74,9 @@ def test_both_levels_share_one_entry_per_key() -> None:
     assert {s.where for s in per_interface.values()} == {Where.UPLINK, Where.BOTH}
 
 
-@pytest.mark.parametrize("setting", TOP_LEVEL + PER_INTERFACE, ids=lambda s: s.key)
+@pytest.mark.parametrize("setting", table.TOP_LEVEL + table.PER_INTERFACE, ids=lambda s: s.key)
 def test_every_default_is_a_value_its_kind_accepts(setting: Setting) -> None:
-    if setting.default is REQUIRED or setting.default is None:
+    if setting.default is table.REQUIRED or setting.default is None:
         assert setting.default is not None or setting.nullable
         return
     said = setting.kind.show(setting.default)
@@ -91,11 +85,13 @@ def test_every_default_is_a_value_its_kind_accepts(setting: Setting) -> None:
 
 def test_a_setting_of_both_levels_says_how_it_reads_per_interface() -> None:
     with pytest.raises(ValueError, match="both levels"):
-        Setting("x", Where.BOTH, TOP_LEVEL[0].kind, 1, "", "")
+        Setting("x", Where.BOTH, table.TOP_LEVEL[0].kind, 1, "", "")
     with pytest.raises(ValueError, match="both levels"):
-        Setting("x", Where.TOP, TOP_LEVEL[0].kind, 1, "", "", per_interface=Inherited("y"))
+        Setting(
+            "x", Where.TOP, table.TOP_LEVEL[0].kind, 1, "", "", per_interface=table.Inherited("y")
+        )
     with pytest.raises(ValueError, match="top level's own"):
-        Setting("x", Where.UPLINK, TOP_LEVEL[0].kind, 1, "", "", reload=Reload.RESTART)
+        Setting("x", Where.UPLINK, table.TOP_LEVEL[0].kind, 1, "", "", reload=Reload.RESTART)
 
 
 def test_the_script_keys_are_the_script_settings() -> None:
@@ -105,12 +101,12 @@ def test_the_script_keys_are_the_script_settings() -> None:
 # --- reload ---------------------------------------------------------------------------
 
 
-def running_config() -> Config:
+def running() -> Config:
     return build_config({"host": "192.0.2.1", "interfaces": {"wan1": {"metric": 100}}})
 
 
 def test_restart_only_names_the_changed_keys_a_reload_cannot_apply_in_the_table_order() -> None:
-    old = running_config()
+    old = running()
     new = dataclasses.replace(
         old,
         metrics=("127.0.0.1", 9100),
@@ -125,7 +121,7 @@ def test_restart_only_names_the_changed_keys_a_reload_cannot_apply_in_the_table_
 
 
 def test_keep_running_keeps_the_running_values_of_the_restart_only_keys() -> None:
-    old = running_config()
+    old = running()
     new = dataclasses.replace(old, metrics=("127.0.0.1", 9100), script_timeout=5.0)
     kept = keep_running(new, old, restart_only(old, new))
     assert kept == dataclasses.replace(old, script_timeout=5.0)
@@ -150,8 +146,8 @@ def test_the_rows_say_defaults_as_the_file_would() -> None:
 
 
 def test_a_markdown_cell_keeps_its_bars_out_of_the_table() -> None:
-    table = markdown_table([Row("k", "a|b", "s", "x", Reload.APPLIES)])
-    assert table.splitlines()[-1] == "| `k` | a\\|b | s | x |"
+    text = markdown_table([Row("k", "a|b", "s", "x", Reload.APPLIES)])
+    assert text.splitlines()[-1] == "| `k` | a\\|b | s | x |"
 
 
 def test_the_tables_are_written_between_their_markers(tmp_path: Path) -> None:
@@ -182,25 +178,18 @@ def test_a_reload_that_changes_proto_is_rejected_and_the_running_configuration_s
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="pingu")
+    cfg = dataclasses.replace(config(uplink("wan1", 100)), state_file=None)
     path = tmp_path / "config.json"
-    first = {"host": "192.0.2.9", "state_file": None, "interfaces": {"wan1": {"metric": 100}}}
-    path.write_text(json.dumps(first))
-    cfg = load_config(path)
+    moved = {"host": TARGET, "proto": 200, "state_file": None, "metrics": 9100}
+    path.write_text(json.dumps({**moved, "interfaces": {"wan1": {"metric": 100}}}))
 
-    async def scenario() -> None:
-        daemon, table = daemon_with(cfg, config_path=str(path))
-        task = await running(daemon, table)
-        path.write_text(json.dumps({**first, "proto": 200, "metrics": 9100}))
-        daemon.request_reload()
-        for _ in range(200):
-            if "rejected" in caplog.text:
-                break
-            await asyncio.sleep(0.01)
-        assert daemon.config == cfg
-        daemon.request_stop()
-        await asyncio.wait_for(task, 10)
+    async def reloaded() -> Daemon:
+        daemon, _ = daemon_with(cfg, config_path=str(path))
+        daemon.request_reload()  # handled once the daemon has started
+        await run_until(daemon, lambda: "rejected" in caplog.text)
+        return daemon
 
-    asyncio.run(scenario())
+    assert asyncio.run(reloaded()).config == cfg
     assert (
         f"reload of {path} rejected: proto changed (136 -> 200), which needs a restart; "
         "the running configuration stays"
