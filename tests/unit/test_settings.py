@@ -17,6 +17,7 @@ from pingu.domain.config import (
     Config,
     UplinkConfig,
     build_config,
+    effective_settings,
     keep_running,
     restart_only,
 )
@@ -195,3 +196,10 @@ def test_a_reload_that_changes_proto_is_rejected_and_the_running_configuration_s
         "the running configuration stays"
     ) in caplog.text
     assert "take effect at the next restart" not in caplog.text
+
+
+def test_check_config_shows_every_top_level_key_and_the_metrics_address_as_written() -> None:
+    raw = {"host": "192.0.2.1", "metrics": 9100, "interfaces": {"wan1": {"metric": 100}}}
+    shown = effective_settings(build_config(raw))
+    assert list(shown) == [s.key for s in table.TOP_LEVEL if s.where is Where.TOP]
+    assert shown["metrics"] == "127.0.0.1:9100"
