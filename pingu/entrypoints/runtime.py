@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import sys
@@ -28,7 +27,7 @@ from pingu.domain.commands import (
     ScriptKind,
     StartProbe,
 )
-from pingu.domain.config import Config, OnExit, rejects_reload, restart_only
+from pingu.domain.config import REJECTS_RELOAD, Config, OnExit, keep_running, restart_only
 from pingu.domain.core import Core, Decision
 from pingu.domain.errors import ConfigError
 from pingu.domain.events import (
@@ -371,18 +370,22 @@ class Daemon:
                 log.error("  %s", problem)
             return
         config = loaded
-        rejected = rejects_reload(self.config, config)
-        if rejected is not None:
-            log.error("reload of %s rejected: %s; the running configuration stays", path, rejected)
+        changed = restart_only(self.config, config)
+        if REJECTS_RELOAD.intersection(changed):
+            log.error(
+                "reload of %s rejected: proto changed (%d -> %d), which needs a restart; "
+                "the running configuration stays",
+                path,
+                self.config.proto,
+                config.proto,
+            )
             return
         for warning in config.warnings:
             log.warning("config: %s", warning)
-        changed = restart_only(self.config, config)
         if changed:
             log.warning("reload: %s take effect at the next restart", ", ".join(changed))
             # Until then the running values stay, so that what is shown is what is in use.
-            running = {key: getattr(self.config, key) for key in changed}
-            config = dataclasses.replace(config, **running)
+            config = keep_running(config, self.config, changed)
         old = {u.name for u in self.config.uplinks}
         new = {u.name for u in config.uplinks}
         self.config = config
