@@ -98,9 +98,9 @@ async def serve(
     app = Application(config=config, config_path=config_path)
     if adapters is not None:
         app.adapters.override(adapters)
-    await _settled(app.init_resources())
+    await settled(app.init_resources())
     try:
-        daemon: Daemon = await _settled(app.daemon())
+        daemon: Daemon = await settled(app.daemon())
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, daemon.request_stop)
@@ -117,9 +117,9 @@ async def serve(
         async with operations(config, daemon.status):  # control socket, metrics
             await daemon.run()
     finally:
-        await _settled(app.shutdown_resources())
+        await settled(app.shutdown_resources())
 
 
-async def _settled(result: Any) -> Any:
+async def settled(result: Any) -> Any:
     """What a provider gives: awaited when one of its resources is asynchronous."""
     return await result if inspect.isawaitable(result) else result

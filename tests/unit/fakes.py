@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+
+from dependency_injector import containers, providers
 
 from pingu.domain.commands import (
     DeleteCapturedRoute,
@@ -237,6 +239,7 @@ class FakeRouteTable:
         self.refuse = refuse or set()
         self.calls: list[tuple[str, Route]] = []
         self.attempts: list[Route] = []
+        self.closed = False
 
     async def snapshot(self, *, initial: bool = False) -> TableSnapshot:
         return TableSnapshot(tuple(self.links), tuple(self.routes), initial)
@@ -362,3 +365,34 @@ class FullDisk:
     def write(self, document: dict[str, object]) -> None:
         self.attempts += 1
         raise OSError(errno.ENOSPC, "No space left on device")
+
+
+OPENED_TABLES: list[FakeRouteTable] = []  # every table closing_route_table opened
+
+
+def closing_route_table() -> Iterator[FakeRouteTable]:
+    """A fake route table as a resource (wan1 up with a DHCP lease): `closed` once the
+    container shuts it down."""
+    table = FakeRouteTable(
+        [
+            LinkChanged(2, "wan1", True, True, False, "100.64.1.2"),
+            RouteAppeared(dhcp_route("wan1", "192.0.2.1")),
+        ]
+    )
+    OPENED_TABLES.append(table)
+    try:
+        yield table
+    finally:
+        table.closed = True
+
+
+class FakeAdapters(containers.DeclarativeContainer):
+    """The adapters' container with fakes under the production providers' names: put in
+    `Adapters`' place (`serve(config, FakeAdapters())`), it runs a whole daemon without a
+    kernel. `route_table` is a resource, as in production, and says when it was closed."""
+
+    clock = providers.Singleton(RealClock)
+    route_table = providers.Resource(closing_route_table)
+    prober = providers.Singleton(FakeProber, [])
+    scripts = providers.Singleton(FakeScripts)
+    state_store = providers.Factory(lambda path: MemoryStore() if path else None)
