@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from pingu.domain.model import Route
+from pingu.domain.model import Family, Route
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ class StartProbe:
     min_hosts_up: int = 1
     max_delay_ms: float = float("inf")
     decide_early: bool = True  # stop as soon as the verdict is certain (always, in the daemon)
+    family: Family = Family.IPV4  # of the targets, the source and the gateway
 
 
 class ScriptKind(Enum):

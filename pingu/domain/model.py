@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 MAIN_TABLE = 254
 SCOPE_UNIVERSE = 0
 SCOPE_LINK = 253
+
+
+class Family(Enum):
+    """An address family; pingu judges and routes each on its own."""
+
+    IPV4 = 4
+    IPV6 = 6
+
+    @property
+    def label(self) -> str:
+        """`ipv4` or `ipv6`, as status, metrics, logs and scripts say it."""
+        return f"ipv{self.value}"
 
 
 @dataclass(frozen=True)
