@@ -84,6 +84,7 @@ class RunScript:
     kind: ScriptKind = ScriptKind.RESET
     timeout_s: float = 60.0
     args: tuple[str, ...] = ()  # the arguments given after the script's path
+    family: Family = Family.IPV4  # whose event it is (PINGU_FAMILY)
 
     @property
     def argv(self) -> tuple[str, ...]:

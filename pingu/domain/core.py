@@ -1,9 +1,16 @@
 """The decider: reacts to one event at a time with a Decision: what to do (actions) and
-what to tell (reports). Its state is its own; the read side sees it through `view()`."""
+what to tell (reports). Its state is its own; the read side sees it through `view()`.
+
+Each uplink is managed in each family it has probe targets of (IPv4, IPv6), each family on
+its own: a *path* (an uplink in one family) has its own gateway, rounds, verdicts, health
+and route. What the families share is the uplink's link (its carrier takes both down) and
+its reset script (one script resets one line, whichever family found it faulty).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -33,7 +40,7 @@ from pingu.domain.events import (
     TimerFired,
 )
 from pingu.domain.health import Health, HealthState, Signal, step
-from pingu.domain.model import MAIN_TABLE, Lease, RoundResult, Route
+from pingu.domain.model import MAIN_TABLE, Family, Lease, RoundResult, Route
 from pingu.domain.reports import (
     LastResort,
     Report,
@@ -43,9 +50,17 @@ from pingu.domain.reports import (
     TableRepaired,
 )
 from pingu.domain.routes import own_route, route_diff
-from pingu.domain.state import SavedUplink
+from pingu.domain.state import SavedPath, SavedUplink
 from pingu.domain.verdict import Verdict, judge
-from pingu.domain.views import CoreView, Counters, LinkView, RoundView, UplinkView
+from pingu.domain.views import (
+    CoreView,
+    Counters,
+    FamilyView,
+    LinkView,
+    PathView,
+    RoundView,
+    UplinkView,
+)
 
 Output: TypeAlias = Action | Report
 
@@ -66,39 +81,20 @@ class Decision:
 
 
 @dataclass
-class Uplink:
-    """What the core knows of one configured uplink; read-only outside this module.
-
-    Routes in the table that concern the uplink: `installed` is pingu's route serving it
-    (confirmed by the shell or seen in the table); `stale` are pingu's routes that must go
-    (an old gateway, an old metric, a duplicate); `lingering` are captured foreign routes
-    still in the table, deleted once pingu's replacement is in (or none is wanted).
-    """
+class Link:
+    """The interface of one configured uplink, as the families share it; with the state of
+    the uplink's reset script (one line, one script)."""
 
     config: UplinkConfig
-    standing: HealthState
     ifindex: int | None = None
     carrier: bool = False
     admin_up: bool = False
     point_to_point: bool = False
-    address: str | None = None
+    addresses: dict[Family, str | None] = field(default_factory=dict)
     present_since: float | None = None
-    lease: Lease | None = None
-    installed: Route | None = None
-    stale: list[Route] = field(default_factory=list)
-    lingering: list[Route] = field(default_factory=list)
-    probing: bool = False
-    round_id: int = 0
-    next_round_at: float = 0.0
     script_running: bool = False
     last_script_at: float | None = None
-    last_verdict: Verdict | None = None
-    last_result: RoundResult | None = None
-    changed_at: float = 0.0
-    change_reason: str = "start-up"
-    last_round_at: float | None = None
-    refused: Route | None = None  # refused by the kernel: not retried before the next verdict
-    counters: Counters = field(default_factory=Counters)
+    paths: dict[Family, Path] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -108,6 +104,58 @@ class Uplink:
     def usable(self) -> bool:
         """The link exists, is administratively up and has carrier."""
         return self.ifindex is not None and self.carrier and self.admin_up
+
+
+@dataclass
+class Path:
+    """One uplink in one family; read-only outside this module.
+
+    Routes in the table that concern it: `installed` is pingu's route serving it (confirmed
+    by the shell or seen in the table); `stale` are pingu's routes that must go (an old
+    gateway, an old metric, a duplicate); `lingering` are captured foreign routes still in
+    the table, deleted once pingu's replacement is in (or none is wanted).
+    """
+
+    link: Link
+    family: Family
+    standing: HealthState
+    lease: Lease | None = None
+    installed: Route | None = None
+    stale: list[Route] = field(default_factory=list)
+    lingering: list[Route] = field(default_factory=list)
+    probing: bool = False
+    round_id: int = 0
+    next_round_at: float = 0.0
+    last_verdict: Verdict | None = None
+    last_result: RoundResult | None = None
+    changed_at: float = 0.0
+    change_reason: str = "start-up"
+    last_round_at: float | None = None
+    refused: Route | None = None  # refused by the kernel: not retried before the next verdict
+    counters: Counters = field(default_factory=Counters)
+
+    @property
+    def config(self) -> UplinkConfig:
+        return self.link.config
+
+    @property
+    def name(self) -> str:
+        return self.link.config.name
+
+    @property
+    def ifindex(self) -> int | None:
+        return self.link.ifindex
+
+    @property
+    def address(self) -> str | None:
+        """The uplink's own address in this family (IPv6: global, neither tentative nor
+        deprecated), the source of its echoes."""
+        return self.link.addresses.get(self.family)
+
+    @property
+    def usable(self) -> bool:
+        """The link is usable, and (IPv6) the uplink has an address to probe from."""
+        return self.link.usable and (self.family is Family.IPV4 or self.address is not None)
 
 
 class Core:
@@ -122,17 +170,28 @@ class Core:
 
     def __init__(self, config: Config, now: float) -> None:
         self.config = config
-        self._uplinks = {u.name: self._new_uplink(u, now) for u in config.uplinks}
+        self._links = {u.name: self._new_link(u, now) for u in config.uplinks}
         self._by_index: dict[int, str] = {}
-        self._kept: str | None = None  # the uplink kept as a last resort (keep_best)
-        self._reported: tuple[bool, str | None] = (False, None)
+        self._kept: dict[Family, str | None] = {}  # kept as a last resort (keep_best)
+        self._reported: dict[Family, tuple[bool, str | None]] = {}
         self._pending: set[Route] = set()  # asked for, neither confirmed nor refused yet
         self._orphans: list[Route] = []  # pingu's routes that belong to no uplink: to remove
         self._held: list[RunScript] = []  # scripts waiting for the route changes before them
 
-    def _new_uplink(self, config: UplinkConfig, now: float) -> Uplink:
+    def _new_link(self, config: UplinkConfig, now: float) -> Link:
+        link = Link(config)
+        for family in config.families:
+            link.paths[family] = self._new_path(link, family, now)
+        return link
+
+    def _new_path(self, link: Link, family: Family, now: float) -> Path:
         start = Health.UP if self.config.initial_state is InitialState.UP else Health.DOWN
-        return Uplink(config=config, standing=HealthState(start), next_round_at=now, changed_at=now)
+        return Path(link, family, HealthState(start), next_round_at=now, changed_at=now)
+
+    def _paths(self) -> Iterator[Path]:
+        """Every path, in the configuration's order (IPv4 first within an uplink)."""
+        for link in self._links.values():
+            yield from link.paths.values()
 
     # -- the one entry point -------------------------------------------------------------
 
@@ -150,11 +209,11 @@ class Core:
                 outputs += self._link_changed(event, now)
             case LinkVanished(ifindex=ifindex, ifname=ifname):
                 outputs += self._link_vanished(ifindex, ifname, now)
-            case ProbeFinished(uplink=name, result=result, round_id=round_id):
-                outputs += self._probe_finished(name, result, round_id, now)
+            case ProbeFinished(uplink=name, result=result, round_id=round_id, family=family):
+                outputs += self._probe_finished(name, family, result, round_id, now)
             case ScriptFinished(uplink=name, kind=kind):
-                if name in self._uplinks and kind is ScriptKind.RESET:
-                    self._uplinks[name].script_running = False
+                if name in self._links and kind is ScriptKind.RESET:
+                    self._links[name].script_running = False
             case RouteInstalled(route=route):
                 self._route_installed(route)
             case RouteRefused(route=route):
@@ -163,98 +222,125 @@ class Core:
                 outputs += self._snapshot(event, now)
             case TimerFired():
                 pass
+        outputs += self._expire_leases(now)
         rounds = self._start_due_rounds(now)  # may judge a round at once (no carrier)
         outputs += self._settle()
         outputs += self._report_last_resort()
         return self._decided(outputs + rounds)
 
     def reconfigure(self, config: Config, now: float) -> Decision:
-        """Apply a reloaded configuration (same proto): drop, add and update uplinks.
+        """Apply a reloaded configuration (same proto): drop, add and update uplinks, and
+        the families each is managed in.
 
-        A dropped uplink is left as pingu found it (captured routes back, pingu's removed);
-        an added one knows nothing until the shell feeds it a fresh snapshot of the table.
+        A dropped uplink (or family) is left as pingu found it (captured routes back,
+        pingu's removed); an added one knows nothing until the shell feeds it a fresh
+        snapshot of the table.
         """
         outputs: list[Output] = []
-        for name in [n for n in self._uplinks if config.uplink(n) is None]:
-            outputs += self._release(self._uplinks.pop(name), at_stop=False)
+        for name in [n for n in self._links if config.uplink(n) is None]:
+            for path in self._links.pop(name).paths.values():
+                outputs += self._release(path, at_stop=False)
         self.config = config
         for settings in config.uplinks:
-            uplink = self._uplinks.get(settings.name)
-            if uplink is None:
-                self._uplinks[settings.name] = self._new_uplink(settings, now)
+            link = self._links.get(settings.name)
+            if link is None:
+                self._links[settings.name] = self._new_link(settings, now)
                 continue
-            uplink.config = settings
-            uplink.next_round_at = min(uplink.next_round_at, now + settings.period)
+            link.config = settings
+            for family in [f for f in link.paths if f not in settings.families]:
+                outputs += self._release(link.paths.pop(family), at_stop=False)
+            for family in settings.families:
+                kept = link.paths.get(family)
+                if kept is None:
+                    link.paths[family] = self._new_path(link, family, now)
+                else:
+                    kept.next_round_at = min(kept.next_round_at, now + settings.period)
+            link.paths = {f: link.paths[f] for f in settings.families}
         # The file's order is the order of the new configuration.
-        self._uplinks = {u.name: self._uplinks[u.name] for u in config.uplinks}
+        self._links = {u.name: self._links[u.name] for u in config.uplinks}
         outputs += self._settle()
         outputs += self._report_last_resort()
         return self._decided(outputs)
 
     def _decided(self, outputs: list[Output]) -> Decision:
-        """The outputs as a Decision, once the uplinks' counters have counted them."""
+        """The outputs as a Decision, once the paths' counters have counted them."""
         for output in outputs:
             self._count(output)
         return Decision.of(outputs)
 
     def _count(self, output: Output) -> None:
-        uplink: Uplink | None = None
+        path: Path | None = None
         match output:
-            case StartProbe(uplink=name):
-                uplink, key = self._uplinks.get(name), "rounds"
-            case StateChanged(uplink=name):
-                uplink, key = self._uplinks.get(name), "state_changes"
-            case RunScript(uplink=name, kind=ScriptKind.RESET):
-                uplink, key = self._uplinks.get(name), "reset_script_runs"
+            case StartProbe(uplink=name, family=family):
+                path, key = self._path(name, family), "rounds"
+            case StateChanged(uplink=name, family=family):
+                path, key = self._path(name, family), "state_changes"
+            case RunScript(uplink=name, kind=ScriptKind.RESET, family=family):
+                path, key = self._path(name, family), "reset_script_runs"
             case InstallOwnRoute(route=route) | RemoveOwnRoute(route=route):
-                uplink, key = self._uplink_of(route), "route_changes"
+                path, key = self._path_of(route), "route_changes"
             case _:
                 return
-        if uplink is not None:
-            uplink.counters = uplink.counters.plus(**{key: 1})
+        if path is not None:
+            path.counters = path.counters.plus(**{key: 1})
+
+    def _path(self, name: str, family: Family) -> Path | None:
+        link = self._links.get(name)
+        return link.paths.get(family) if link else None
 
     # -- the read side's view ----------------------------------------------------------
 
     def view(self) -> CoreView:
         """A frozen copy of what the core knows, for status, metrics and logs."""
-        all_down, kept = self._reported
+        families = tuple(
+            FamilyView(family, *self._reported.get(family, (False, None)))
+            for family in Family
+            if any(family in link.paths for link in self._links.values())
+        )
         return CoreView(
             proto=self.config.proto,
             on_exit=self.config.on_exit,
             when_all_down=self.config.when_all_down,
-            all_down=all_down,
-            last_resort=kept,
-            uplinks=tuple(self._uplink_view(u) for u in self._uplinks.values()),
+            families=families,
+            uplinks=tuple(self._uplink_view(link) for link in self._links.values()),
         )
 
     @staticmethod
-    def _uplink_view(uplink: Uplink) -> UplinkView:
-        last = None
-        if uplink.last_round_at is not None and uplink.last_verdict is not None:
-            last = RoundView(uplink.last_round_at, uplink.last_verdict, uplink.last_result)
+    def _uplink_view(link: Link) -> UplinkView:
         return UplinkView(
-            name=uplink.name,
-            health=uplink.standing.health,
-            since=uplink.changed_at,
-            why=uplink.change_reason,
+            name=link.name,
             link=LinkView(
-                ifindex=uplink.ifindex,
-                present=uplink.ifindex is not None,
-                carrier=uplink.carrier,
-                admin_up=uplink.admin_up,
-                point_to_point=uplink.point_to_point,
-                address=uplink.address,
+                ifindex=link.ifindex,
+                present=link.ifindex is not None,
+                carrier=link.carrier,
+                admin_up=link.admin_up,
+                point_to_point=link.point_to_point,
+                address=link.addresses.get(Family.IPV4),
+                address6=link.addresses.get(Family.IPV6),
             ),
-            lease=uplink.lease,
-            metric=uplink.config.metric,
-            route=uplink.installed,
+            metric=link.config.metric,
+            reset_script=link.config.reset_script,
+            reset_script_at=link.last_script_at,
+            reset_script_running=link.script_running,
+            paths=tuple(Core._path_view(path) for path in link.paths.values()),
+        )
+
+    @staticmethod
+    def _path_view(path: Path) -> PathView:
+        last = None
+        if path.last_round_at is not None and path.last_verdict is not None:
+            last = RoundView(path.last_round_at, path.last_verdict, path.last_result)
+        return PathView(
+            family=path.family,
+            health=path.standing.health,
+            since=path.changed_at,
+            why=path.change_reason,
+            lease=path.lease,
+            route=path.installed,
             last_round=last,
-            round_running=uplink.probing,
-            next_round_at=uplink.next_round_at,
-            reset_script=uplink.config.reset_script,
-            reset_script_at=uplink.last_script_at,
-            reset_script_running=uplink.script_running,
-            counters=uplink.counters,
+            round_running=path.probing,
+            next_round_at=path.next_round_at,
+            counters=path.counters,
         )
 
     # -- state that survives a restart --------------------------------------------------
@@ -262,76 +348,102 @@ class Core:
     def saved_state(self, now: float) -> dict[str, SavedUplink]:
         """What a restart needs: leases, whether routed, seconds since the last reset."""
         saved: dict[str, SavedUplink] = {}
-        for uplink in self._uplinks.values():
-            health = Health.UP if uplink.standing.health.routed else Health.DOWN
-            ago = None if uplink.last_script_at is None else now - uplink.last_script_at
-            saved[uplink.name] = SavedUplink(uplink.lease, health, ago)
+        for link in self._links.values():
+            ago = None if link.last_script_at is None else now - link.last_script_at
+            paths = {
+                family: SavedPath(
+                    path.lease, Health.UP if path.standing.health.routed else Health.DOWN
+                )
+                for family, path in link.paths.items()
+            }
+            saved[link.name] = SavedUplink.of(paths, ago)
         return saved
 
     def adopt_state(self, saved: dict[str, SavedUplink], now: float) -> list[str]:
         """Take what an earlier run saved, before the first snapshot; returns what was taken."""
         taken: list[str] = []
         for name, entry in saved.items():
-            uplink = self._uplinks.get(name)
-            if uplink is None:
+            link = self._links.get(name)
+            if link is None:
                 continue
-            if entry.lease is not None:
-                lease = entry.lease
-                # pingu's own routes are never put back as if they were captured.
-                captured = tuple(r for r in lease.captured if r.proto != self.config.proto)
-                uplink.lease = Lease(lease.gateway, captured, lease.attributes)
-                taken.append(f"{name}: gateway {lease.gateway or 'none (point-to-point)'}")
-            if entry.health is not None:
-                uplink.standing = HealthState(entry.health)
-                taken.append(f"{name}: {entry.health.value}")
+            for family, path in link.paths.items():
+                taken += self._adopt_path(path, entry.paths().get(family), now)
             if entry.reset_script_ago is not None:
-                uplink.last_script_at = now - entry.reset_script_ago
+                link.last_script_at = now - entry.reset_script_ago
                 taken.append(f"{name}: reset script ran {entry.reset_script_ago:.0f} s ago")
         return taken
 
+    def _adopt_path(self, path: Path, saved: SavedPath | None, now: float) -> list[str]:
+        if saved is None:
+            return []
+        taken: list[str] = []
+        label = _label(path)
+        lease = saved.lease
+        if lease is not None:
+            # pingu's own routes are never put back as if they were captured.
+            captured = tuple(r for r in lease.captured if r.proto != self.config.proto)
+            until = None if lease.valid_until is None else now + lease.valid_until
+            path.lease = Lease(lease.gateway, captured, lease.attributes, until)
+            taken.append(f"{label}: gateway {lease.gateway or 'none (point-to-point)'}")
+        if saved.health is not None:
+            path.standing = HealthState(saved.health)
+            taken.append(f"{label}: {saved.health.value}")
+        return taken
+
     def adopt_gateways(self, gateways: dict[str, str | None], now: float) -> list[str]:
-        """Take py-pingu's gateways file for uplinks that still know no gateway (after the
-        state file and the first snapshot). Such a gateway may be stale (another boot, an
-        old lease): its route waits until a round through it passes."""
+        """Take py-pingu's gateways file (IPv4) for uplinks that still know no gateway
+        (after the state file and the first snapshot). Such a gateway may be stale (another
+        boot, an old lease): its route waits until a round through it passes."""
         taken: list[str] = []
         for name, gateway in gateways.items():
-            uplink = self._uplinks.get(name)
-            if uplink is None or uplink.lease is not None:
+            path = self._path(name, Family.IPV4)
+            if path is None or path.lease is not None:
                 continue
-            uplink.lease = Lease(gateway)
-            uplink.standing = HealthState(Health.DOWN)
-            self._round_now(uplink, now)
+            path.lease = Lease(gateway)
+            path.standing = HealthState(Health.DOWN)
+            self._round_now(path, now)
             taken.append(f"{name}: gateway {gateway or 'none (point-to-point)'}")
         return taken
 
-    def stop(self) -> list[RouteAction]:
+    def stop(self, now: float = 0.0) -> list[RouteAction]:
         """Leave the table as if pingu had never run: captured routes back, pingu's gone.
 
         The shell carries these out in order without reporting back: each captured route
         is put back before pingu's route of the same uplink is removed."""
         outputs: list[RouteAction] = []
-        for uplink in self._uplinks.values():
-            outputs += self._release(uplink, at_stop=True)
+        for path in self._paths():
+            outputs += self._release(path, at_stop=True, now=now)
         outputs += [RemoveOwnRoute(route) for route in self._orphans]
         self._orphans = []
         return outputs
 
-    def _release(self, uplink: Uplink, *, at_stop: bool) -> list[RouteAction]:
-        """Put the uplink's captured routes back, whole, and remove pingu's (once the
-        captured ones are in, unless pingu is stopping: then the order is enough)."""
+    def _release(self, path: Path, *, at_stop: bool, now: float = 0.0) -> list[RouteAction]:
+        """Put the path's captured routes back, whole, and remove pingu's (once the captured
+        ones are in, unless pingu is stopping: then the order is enough). A route that
+        ends by itself goes back with the lifetime it has left (none left: not at all)."""
         outputs: list[RouteAction] = []
-        lease = uplink.lease
+        lease = path.lease
         restore: list[Route] = []
-        if lease is not None and uplink.ifindex is not None:
-            in_table = set(uplink.lingering)
+        if lease is not None and path.ifindex is not None:
+            in_table = set(path.lingering)
+            left = None if lease.valid_until is None else lease.valid_until - now
             restore = [
-                dataclasses.replace(route, ifindex=uplink.ifindex, ifname=uplink.name)
+                dataclasses.replace(
+                    route,
+                    ifindex=path.ifindex,
+                    ifname=path.name,
+                    expires=None if route.expires is None or left is None else left,
+                )
                 for route in lease.captured
             ]
-            restore = [route for route in restore if route not in in_table]
+            restore = [
+                route
+                for route in restore
+                if route not in in_table and (route.expires is None or route.expires > 0)
+            ]
         outputs += [RestoreCapturedRoute(route) for route in restore]
-        mine = [*([uplink.installed] if uplink.installed else []), *uplink.stale]
-        uplink.installed, uplink.stale, uplink.lingering = None, [], []
+        mine = [*([path.installed] if path.installed else []), *path.stale]
+        path.installed, path.stale, path.lingering = None, [], []
         if at_stop:
             outputs += [RemoveOwnRoute(route) for route in mine]
         else:
@@ -340,74 +452,85 @@ class Core:
         return outputs
 
     def desired_routes(self) -> list[Route]:
-        """pingu's routes that should be in the table now, one per uplink that is wanted."""
-        return [r for u in self._uplinks.values() if (r := self._desired(u)) is not None]
-
-    @property
-    def all_down_state(self) -> tuple[bool, str | None]:
-        """Whether every uplink is down, and which one is kept as a last resort."""
-        return self._reported
+        """pingu's routes that should be in the table now, one per path that is wanted."""
+        return [r for p in self._paths() if (r := self._desired(p)) is not None]
 
     def next_deadline(self) -> float | None:
-        """When the core next needs a `TimerFired` (the earliest round due), if ever."""
-        due = [u.next_round_at for u in self._uplinks.values() if not u.probing]
+        """When the core next needs a `TimerFired` (a round due, a lease ending), if ever."""
+        due = [p.next_round_at for p in self._paths() if not p.probing]
+        due += [p.lease.valid_until for p in self._paths() if p.lease and p.lease.valid_until]
         return min(due) if due else None
 
     # -- routes --------------------------------------------------------------------------
 
-    def _uplink_of(self, route: Route) -> Uplink | None:
+    def _path_of(self, route: Route) -> Path | None:
         name = route.ifname or self._by_index.get(route.ifindex)
-        uplink = self._uplinks.get(name) if name is not None else None
-        if uplink is not None and uplink.ifindex not in (None, route.ifindex):
-            return None  # a route of the interface's previous incarnation
-        return uplink
+        link = self._links.get(name) if name is not None else None
+        if link is None or link.ifindex not in (None, route.ifindex):
+            return None  # not configured, or a route of the interface's previous incarnation
+        return link.paths.get(route.family)
 
     def _route_appeared(self, route: Route, now: float) -> list[Output]:
         if route.table != MAIN_TABLE or not route.is_default:
             return []
-        uplink = self._uplink_of(route)
+        path = self._path_of(route)
         if route.proto == self.config.proto:
-            self._own_route_seen(uplink, route, now)
+            self._own_route_seen(path, route, now)
             return []
-        if uplink is None:
-            return []
-        return self._capture(uplink, route, now)
+        if path is None:
+            return []  # not an uplink's, or a family the uplink is not managed in
+        return self._capture(path, route, now)
 
-    def _own_route_seen(self, uplink: Uplink | None, route: Route, now: float) -> None:
-        """A route with pingu's proto: adopt it if it is the uplink's, else it must go."""
+    def _own_route_seen(self, path: Path | None, route: Route, now: float) -> None:
+        """A route with pingu's proto: adopt it if it is the path's, else it must go."""
         if route in self._pending or route in self._orphans:
             return  # one the core asked for: its confirmation tells the rest
-        if uplink is None or route.metric != uplink.config.metric:
+        if path is None or route.metric != path.config.metric:
             self._orphans.append(route)
             return
-        if route == uplink.installed or route in uplink.stale:
+        if route == path.installed or route in path.stale:
             return
-        if uplink.ifindex is None:
-            uplink.ifindex = route.ifindex
-            self._by_index[route.ifindex] = uplink.name
-        if uplink.lease is None:
+        if path.link.ifindex is None:
+            path.link.ifindex = route.ifindex
+            self._by_index[route.ifindex] = path.name
+        if path.lease is None:
             # Left by an earlier run of pingu: trust its gateway, and re-validate it now.
-            uplink.lease = Lease(route.gateway, (), route.attributes)
-            self._round_now(uplink, now)
-        if uplink.installed is None and route == self._desired(uplink):
-            uplink.installed = route
+            path.lease = Lease(route.gateway, (), route.attributes)
+            self._round_now(path, now)
+        if path.installed is None and route == self._desired(path):
+            path.installed = route
         else:
-            uplink.stale.append(route)  # a duplicate, or not wanted now
+            path.stale.append(route)  # a duplicate, or not wanted now
 
-    def _capture(self, uplink: Uplink, route: Route, now: float) -> list[Output]:
-        """Learn the gateway of a foreign default route; it goes once pingu's is in."""
-        old = uplink.lease
-        uplink.lease = (old or Lease(None)).with_capture(route)
-        if uplink.ifindex != route.ifindex:
-            self._forget_index(uplink)
-            uplink.ifindex = route.ifindex
-            self._by_index[route.ifindex] = uplink.name
-        if route not in uplink.lingering:
-            uplink.lingering.append(route)
-        changed = old is None or old.gateway != route.gateway
+    def _capture(self, path: Path, route: Route, now: float) -> list[Output]:
+        """Learn the gateway of a foreign default route; it goes once pingu's is in.
+
+        A second IPv6 router on the link does not take the gateway over while the router
+        in use keeps advertising (its route is remembered, to be put back at a stop)."""
+        old = path.lease
+        alive = (
+            old is not None
+            and route.family is Family.IPV6
+            and old.gateway != route.gateway
+            and old.valid_until is not None
+            and old.valid_until > now
+        )
+        if alive:
+            assert old is not None
+            path.lease = old.beside(route)
+        else:
+            path.lease = (old or Lease(None)).with_capture(route, now)
+        link = path.link
+        if link.ifindex != route.ifindex:
+            self._forget_index(link)
+            link.ifindex = route.ifindex
+            self._by_index[route.ifindex] = link.name
+        if route not in path.lingering:
+            path.lingering.append(route)
+        changed = not alive and (old is None or old.gateway != route.gateway)
         if changed:
-            self._round_now(uplink, now)
-        return [RouteCaptured(uplink.name, route, changed)]
+            self._round_now(path, now)
+        return [RouteCaptured(path.name, route, changed)]
 
     def _displaced_by(self, route: Route) -> list[Output]:
         """`route` replaced whatever route held its slot, without any RTM_DELROUTE: if that
@@ -415,103 +538,105 @@ class Core:
         if route.table != MAIN_TABLE or not route.is_default:
             return []
         outputs: list[Output] = []
-        for uplink in self._uplinks.values():
-            mine = uplink.installed
+        for path in self._paths():
+            mine = path.installed
             if mine is not None and mine.slot == route.slot and mine != route:
-                uplink.installed = None
+                path.installed = None
                 outputs.append(
                     TableRepaired(
-                        uplink.name,
+                        path.name,
                         f"pingu's {mine.describe()} was replaced by {route.describe()}; "
                         "putting it back",
+                        path.family,
                     )
                 )
-            uplink.stale = [r for r in uplink.stale if r.slot != route.slot or r == route]
-            uplink.lingering = [r for r in uplink.lingering if r.slot != route.slot or r == route]
+            path.stale = [r for r in path.stale if r.slot != route.slot or r == route]
+            path.lingering = [r for r in path.lingering if r.slot != route.slot or r == route]
         self._orphans = [r for r in self._orphans if r.slot != route.slot or r == route]
         return outputs
 
     def _route_vanished(self, route: Route) -> None:
         if route.table != MAIN_TABLE or not route.is_default:
             return
-        uplink = self._uplink_of(route)
+        path = self._path_of(route)
         self._orphans = [r for r in self._orphans if r != route]
-        if uplink is None:
+        if path is None:
             return
-        if uplink.installed == route:
-            uplink.installed = None  # deleted by someone else: the next settle puts it back
-        uplink.stale = [r for r in uplink.stale if r != route]
-        uplink.lingering = [r for r in uplink.lingering if r != route]
+        if path.installed == route:
+            path.installed = None  # deleted by someone else: the next settle puts it back
+        path.stale = [r for r in path.stale if r != route]
+        path.lingering = [r for r in path.lingering if r != route]
 
     def _route_installed(self, route: Route) -> None:
         """The shell confirms that `route`, which the core asked for, is in the table."""
         self._pending.discard(route)
         if route.proto != self.config.proto:
             return  # a captured route put back
-        uplink = self._uplink_of(route)
-        if uplink is None:
+        path = self._path_of(route)
+        if path is None:
             self._orphans.append(route)
-        elif route == self._desired(uplink):
-            if uplink.installed is not None and uplink.installed != route:
-                uplink.stale.append(uplink.installed)
-            uplink.installed = route
-        elif route != uplink.installed and route not in uplink.stale:
-            uplink.stale.append(route)  # no longer wanted by the time it was in
+        elif route == self._desired(path):
+            if path.installed is not None and path.installed != route:
+                path.stale.append(path.installed)
+            path.installed = route
+        elif route != path.installed and route not in path.stale:
+            path.stale.append(route)  # no longer wanted by the time it was in
 
     def _route_refused(self, route: Route) -> None:
         """Not in the table after all: the next verdict tries again; meanwhile the captured
         route it would have replaced stays."""
         self._pending.discard(route)
-        uplink = self._uplink_of(route)
-        if uplink is not None and route.proto == self.config.proto:
-            uplink.refused = route
+        path = self._path_of(route)
+        if path is not None and route.proto == self.config.proto:
+            path.refused = route
 
-    def _desired(self, uplink: Uplink) -> Route | None:
-        if not (uplink.usable and uplink.lease is not None):
+    def _desired(self, path: Path) -> Route | None:
+        if not (path.usable and path.lease is not None):
             return None
-        if not uplink.standing.health.routed and self._last_resort() != uplink.name:
+        if not path.standing.health.routed and self._last_resort(path.family) != path.name:
             return None
-        assert uplink.ifindex is not None
+        assert path.ifindex is not None
         return own_route(
-            uplink.ifindex,
-            uplink.name,
-            uplink.lease.gateway,
-            uplink.config.metric,
+            path.ifindex,
+            path.name,
+            path.lease.gateway,
+            path.config.metric,
             self.config.proto,
-            attributes=uplink.lease.attributes,
+            attributes=path.lease.attributes,
+            family=path.family,
         )
 
     def _settle(self) -> list[Output]:
-        """Every uplink's routes as they should be: what must be added now; what must go
+        """Every path's routes as they should be: what must be added now; what must go
         (and the scripts held back) once nothing asked for is awaiting confirmation.
 
-        Each uplink's own route follows `route_diff` (the new route first, the old one
+        Each path's own route follows `route_diff` (the new route first, the old one
         after): the new one is asked for now; the old one stays until the new one is
         confirmed (`_route_installed` retires it), or goes at once when no route is wanted
         or the one wanted was refused."""
         makes: list[Output] = []
-        for uplink in self._uplinks.values():
-            desired = self._desired(uplink)
-            target = None if desired == uplink.refused else desired
-            for change in route_diff(uplink.installed, target):
+        for path in self._paths():
+            desired = self._desired(path)
+            target = None if desired == path.refused else desired
+            for change in route_diff(path.installed, target):
                 if isinstance(change, InstallOwnRoute):
                     if change.route not in self._pending:
                         self._pending.add(change.route)
                         makes.append(change)
                 elif target is None:
-                    uplink.stale.append(change.route)
-                    uplink.installed = None
+                    path.stale.append(change.route)
+                    path.installed = None
         if self._pending:
             return makes
         breaks: list[Output] = [RemoveOwnRoute(route) for route in self._orphans]
         self._orphans = []
-        for uplink in self._uplinks.values():
-            breaks += [RemoveOwnRoute(route) for route in uplink.stale]
-            uplink.stale = []
-            desired = self._desired(uplink)
-            if uplink.lingering and (desired is None or uplink.installed == desired):
-                breaks += [DeleteCapturedRoute(route) for route in uplink.lingering]
-                uplink.lingering = []
+        for path in self._paths():
+            breaks += [RemoveOwnRoute(route) for route in path.stale]
+            path.stale = []
+            desired = self._desired(path)
+            if path.lingering and (desired is None or path.installed == desired):
+                breaks += [DeleteCapturedRoute(route) for route in path.lingering]
+                path.lingering = []
         held, self._held = self._held, []
         return [*makes, *breaks, *held]
 
@@ -521,24 +646,25 @@ class Core:
         """Compare a full read of the table with what the core believes, and repair."""
         outputs: list[Output] = []
         present = {link.ifindex for link in snapshot.links}
-        for link in snapshot.links:
-            outputs += self._link_changed(link, now)
-        for uplink in list(self._uplinks.values()):
-            if uplink.ifindex is not None and uplink.ifindex not in present:
+        for event in snapshot.links:
+            outputs += self._link_changed(event, now)
+        for link in list(self._links.values()):
+            if link.ifindex is not None and link.ifindex not in present:
                 if not snapshot.initial:
-                    outputs.append(TableRepaired(uplink.name, "interface gone"))
-                outputs += self._link_vanished(uplink.ifindex, uplink.name, now)
+                    outputs.append(TableRepaired(link.name, "interface gone"))
+                outputs += self._link_vanished(link.ifindex, link.name, now)
         defaults = {r for r in snapshot.routes if r.table == MAIN_TABLE and r.is_default}
         self._orphans = [r for r in self._orphans if r in defaults]
-        for uplink in self._uplinks.values():
-            mine = uplink.installed
+        for path in self._paths():
+            mine = path.installed
             if mine is not None and mine not in defaults:
-                uplink.installed = None
-                outputs.append(TableRepaired(uplink.name, f"pingu's {mine.describe()} is missing"))
-            uplink.stale = [r for r in uplink.stale if r in defaults]
-            uplink.lingering = [r for r in uplink.lingering if r in defaults]
+                path.installed = None
+                what = f"pingu's {mine.describe()} is missing"
+                outputs.append(TableRepaired(path.name, what, path.family))
+            path.stale = [r for r in path.stale if r in defaults]
+            path.lingering = [r for r in path.lingering if r in defaults]
         for route in snapshot.routes:
-            owner = self._uplink_of(route)
+            owner = self._path_of(route)
             unseen = (
                 not snapshot.initial
                 and owner is not None
@@ -548,254 +674,290 @@ class Core:
             )
             if unseen and owner is not None:
                 what = f"{route.describe()} was added without a notification: capturing it"
-                outputs.append(TableRepaired(owner.name, what))
+                outputs.append(TableRepaired(owner.name, what, owner.family))
             outputs += self._route_appeared(route, now)
+        return outputs
+
+    def _expire_leases(self, now: float) -> list[Output]:
+        """A gateway learned from a router advertisement is forgotten when its lifetime
+        ends without a new advertisement (the router left, or said lifetime 0)."""
+        outputs: list[Output] = []
+        for path in self._paths():
+            lease = path.lease
+            if lease is None or lease.valid_until is None or now < lease.valid_until:
+                continue
+            path.lease = None
+            reason = f"router {lease.gateway} no longer advertised: its lifetime ended"
+            outputs += self._apply(path, Signal.GATEWAY_LOST, reason, now)
         return outputs
 
     # -- when every uplink is down ------------------------------------------------------
 
-    def _all_down(self) -> bool:
-        """No uplink is fit to route, and at least one round has been judged."""
-        if not any(u.last_verdict is not None for u in self._uplinks.values()):
+    def _all_down(self, family: Family) -> bool:
+        """No uplink is fit to route in `family`, and at least one round has been judged."""
+        paths = [p for p in self._paths() if p.family is family]
+        if not paths or not any(p.last_verdict is not None for p in paths):
             return False
-        return not any(
-            u.standing.health.routed and u.usable and u.lease is not None
-            for u in self._uplinks.values()
-        )
+        return not any(p.standing.health.routed and p.usable and p.lease is not None for p in paths)
 
-    def _last_resort(self) -> str | None:
+    def _last_resort(self, family: Family) -> str | None:
         """The uplink kept when all are down (`keep_best`): the lowest loss last round."""
-        if self.config.when_all_down is not WhenAllDown.KEEP_BEST or not self._all_down():
-            self._kept = None
+        if self.config.when_all_down is not WhenAllDown.KEEP_BEST or not self._all_down(family):
+            self._kept[family] = None
             return None
-        candidates = [u for u in self._uplinks.values() if u.usable and u.lease is not None]
+        candidates = [
+            p for p in self._paths() if p.family is family and p.usable and p.lease is not None
+        ]
         if not candidates:
-            self._kept = None
+            self._kept[family] = None
             return None
         # On a tie, the uplink whose route is still in the table stays: no route moves.
         best = min(
             candidates,
-            key=lambda u: (_loss_ratio(u), u.installed is None and not u.stale, u.config.metric),
+            key=lambda p: (_loss_ratio(p), p.installed is None and not p.stale, p.config.metric),
         )
-        current = self._uplinks.get(self._kept) if self._kept else None
+        kept = self._kept.get(family)
+        current = self._path(kept, family) if kept else None
         if current is None or current not in candidates or _loss_ratio(best) < _loss_ratio(current):
-            self._kept = best.name
-        return self._kept
+            self._kept[family] = best.name
+        return self._kept[family]
 
     def _report_last_resort(self) -> list[Output]:
-        all_down = self._all_down()
-        kept = self._last_resort()
-        if (all_down, kept) == self._reported:
-            return []
-        self._reported = (all_down, kept)
+        outputs: list[Output] = []
+        for family in Family:
+            if not any(p.family is family for p in self._paths()):
+                continue
+            all_down = self._all_down(family)
+            kept = self._last_resort(family)
+            if (all_down, kept) == self._reported.get(family, (False, None)):
+                continue
+            self._reported[family] = (all_down, kept)
+            outputs.append(self._last_resort_report(family, all_down, kept))
+        return outputs
+
+    def _last_resort_report(self, family: Family, all_down: bool, kept: str | None) -> Report:
         if not all_down:
-            return [LastResort(False, None, "an uplink is up again")]
+            return LastResort(False, None, "an uplink is up again", family)
         if kept is None:
             why = (
                 "when_all_down is none"
                 if self.config.when_all_down is WhenAllDown.NONE
                 else "no uplink has a link and a gateway"
             )
-            return [LastResort(True, None, f"no default route from pingu: {why}")]
-        uplink = self._uplinks[kept]
-        verdict = uplink.last_verdict.reason if uplink.last_verdict else "no round yet"
-        return [LastResort(True, kept, f"best last round ({verdict})")]
+            return LastResort(True, None, f"no default route from pingu: {why}", family)
+        path = self._path(kept, family)
+        verdict = path.last_verdict.reason if path and path.last_verdict else "no round yet"
+        return LastResort(True, kept, f"best last round ({verdict})", family)
 
     # -- links ---------------------------------------------------------------------------
 
-    def _forget_index(self, uplink: Uplink) -> None:
-        if uplink.ifindex is not None and self._by_index.get(uplink.ifindex) == uplink.name:
-            del self._by_index[uplink.ifindex]
+    def _forget_index(self, link: Link) -> None:
+        if link.ifindex is not None and self._by_index.get(link.ifindex) == link.name:
+            del self._by_index[link.ifindex]
 
     def _link_changed(self, event: LinkChanged, now: float) -> list[Output]:
-        uplink = self._uplinks.get(event.ifname)
-        if uplink is None:
+        link = self._links.get(event.ifname)
+        if link is None:
             self._by_index.pop(event.ifindex, None)
             return []
         outputs: list[Output] = []
-        if uplink.ifindex is not None and uplink.ifindex != event.ifindex:
+        if link.ifindex is not None and link.ifindex != event.ifindex:
             # A new ifindex without its deletion seen: the interface was re-created.
-            outputs += self._link_vanished(uplink.ifindex, uplink.name, now)
-        was_usable = uplink.usable
-        if uplink.present_since is None:
-            uplink.present_since = now
-        uplink.ifindex = event.ifindex
-        self._by_index[event.ifindex] = uplink.name
-        uplink.carrier = event.carrier
-        uplink.admin_up = event.admin_up
-        uplink.point_to_point = event.point_to_point
-        if uplink.address != event.address:
-            uplink.refused = None  # a route refused for want of an address may go in now
-        uplink.address = event.address
-        if was_usable and not uplink.usable:
-            reason = "carrier lost" if not event.carrier else "interface set down"
-            outputs += self._apply(uplink, Signal.LINK_LOST, reason, now)
-        elif uplink.usable and not was_usable:
-            self._round_now(uplink, now)
+            outputs += self._link_vanished(link.ifindex, link.name, now)
+        was_usable = {family: path.usable for family, path in link.paths.items()}
+        if link.present_since is None:
+            link.present_since = now
+        link.ifindex = event.ifindex
+        self._by_index[event.ifindex] = link.name
+        link.carrier = event.carrier
+        link.admin_up = event.admin_up
+        link.point_to_point = event.point_to_point
+        addresses = {Family.IPV4: event.address, Family.IPV6: event.address6}
+        for family, path in link.paths.items():
+            if link.addresses.get(family) != addresses[family]:
+                path.refused = None  # a route refused for want of an address may go in now
+        link.addresses = addresses
+        for family, path in link.paths.items():
+            if was_usable[family] and not path.usable:
+                outputs += self._apply(path, Signal.LINK_LOST, _unusable(path), now)
+            elif path.usable and not was_usable[family]:
+                self._round_now(path, now)
         return outputs
 
     def _link_vanished(self, ifindex: int, ifname: str, now: float) -> list[Output]:
-        uplink = self._uplinks.get(ifname)
-        if uplink is None or uplink.ifindex != ifindex:
+        link = self._links.get(ifname)
+        if link is None or link.ifindex != ifindex:
             self._by_index.pop(ifindex, None)
             return []
-        was_usable = uplink.usable
-        self._forget_index(uplink)
-        uplink.ifindex = None
-        uplink.present_since = None
-        # The kernel removed every route of the deleted link.
-        uplink.installed, uplink.stale, uplink.lingering = None, [], []
+        was_usable = {family: path.usable for family, path in link.paths.items()}
+        self._forget_index(link)
+        link.ifindex = None
+        link.present_since = None
+        outputs: list[Output] = []
+        for family, path in link.paths.items():
+            # The kernel removed every route of the deleted link.
+            path.installed, path.stale, path.lingering = None, [], []
+            if was_usable[family]:
+                outputs += self._apply(path, Signal.LINK_LOST, "interface deleted", now)
         self._pending = {r for r in self._pending if r.ifindex != ifindex}
-        if was_usable:
-            return self._apply(uplink, Signal.LINK_LOST, "interface deleted", now)
-        return []
+        return outputs
 
     # -- rounds --------------------------------------------------------------------------
 
-    def _round_now(self, uplink: Uplink, now: float) -> None:
+    def _round_now(self, path: Path, now: float) -> None:
         """Start a fresh round at once; a round in flight was measured on what changed."""
-        uplink.probing = False  # its result, when it comes, no longer matches a round
-        uplink.next_round_at = now
+        path.probing = False  # its result, when it comes, no longer matches a round
+        path.next_round_at = now
 
     def _start_due_rounds(self, now: float) -> list[Output]:
         outputs: list[Output] = []
-        for uplink in self._uplinks.values():
-            if uplink.probing or now < uplink.next_round_at:
+        for path in self._paths():
+            if path.probing or now < path.next_round_at:
                 continue
-            period = uplink.config.period
-            following = uplink.next_round_at + period
-            uplink.next_round_at = following if following > now else now + period
-            outputs += self._round_due(uplink, now)
+            period = path.config.period
+            following = path.next_round_at + period
+            path.next_round_at = following if following > now else now + period
+            outputs += self._round_due(path, now)
         return outputs
 
-    def _round_due(self, uplink: Uplink, now: float) -> list[Output]:
-        if uplink.ifindex is None:
+    def _round_due(self, path: Path, now: float) -> list[Output]:
+        link = path.link
+        if link.ifindex is None:
             return []
-        if uplink.lease is None:
-            present_for = now - (uplink.present_since or now)
-            if present_for >= uplink.config.period:
-                return list(self._maybe_reset(uplink, "no gateway learned", now))
+        if path.lease is None:
+            present_for = now - (link.present_since or now)
+            if present_for >= path.config.period:
+                return list(self._maybe_reset(path, "no gateway learned", now))
             return []
-        if not uplink.usable:
-            reason = "carrier down" if not uplink.carrier else "interface down"
-            verdict = Verdict(False, f"{reason}, nothing sent")
-            return self._judged(uplink, verdict, now)
-        uplink.probing = True
-        uplink.round_id += 1
-        cfg = uplink.config
+        if not path.usable:
+            if link.usable:
+                return []  # no IPv6 address yet (duplicate address detection): wait
+            reason = "carrier down" if not link.carrier else "interface down"
+            return self._judged(path, Verdict(False, f"{reason}, nothing sent"), now)
+        path.probing = True
+        path.round_id += 1
+        cfg = path.config
         return [
             StartProbe(
-                uplink=uplink.name,
-                ifindex=uplink.ifindex,
-                gateway=uplink.lease.gateway,
-                point_to_point=uplink.point_to_point,
-                source=uplink.address,
-                targets=cfg.targets,
+                uplink=path.name,
+                ifindex=link.ifindex,
+                gateway=path.lease.gateway,
+                point_to_point=link.point_to_point,
+                source=path.address,
+                targets=cfg.targets_of(path.family),
                 count=cfg.count,
                 interval_ms=cfg.interval_ms,
                 timeout_ms=cfg.timeout_ms,
                 max_lost=cfg.max_lost,
-                round_id=uplink.round_id,
-                min_hosts_up=cfg.min_hosts_up,
+                round_id=path.round_id,
+                min_hosts_up=cfg.quorum(path.family),
                 max_delay_ms=cfg.max_delay_ms,
+                family=path.family,
             )
         ]
 
     def _probe_finished(
-        self, name: str, result: RoundResult, round_id: int, now: float
+        self, name: str, family: Family, result: RoundResult, round_id: int, now: float
     ) -> list[Output]:
-        uplink = self._uplinks.get(name)
-        if uplink is None:
+        path = self._path(name, family)
+        if path is None:
             return []
-        uplink.counters = uplink.counters.plus(
+        path.counters = path.counters.plus(
             echoes_sent=sum(t.sent for t in result.targets),
             echoes_lost=sum(t.lost for t in result.targets),
             echoes_abandoned=sum(t.abandoned for t in result.targets),
         )
-        if not uplink.probing or round_id != uplink.round_id:
+        if not path.probing or round_id != path.round_id:
             return []  # abandoned: it measured a gateway or link since replaced
-        uplink.probing = False
-        uplink.last_result = result
-        if not uplink.usable:
+        path.probing = False
+        path.last_result = result
+        if not path.usable:
             verdict = Verdict(False, "link not usable when the round ended")
         else:
-            verdict = judge(result, uplink.config)
-        return self._judged(uplink, verdict, now)
+            verdict = judge(result, path.config, path.config.quorum(family))
+        return self._judged(path, verdict, now)
 
-    def _judged(self, uplink: Uplink, verdict: Verdict, now: float) -> list[Output]:
-        uplink.last_verdict = verdict
-        uplink.last_round_at = now
-        uplink.refused = None
-        outputs: list[Output] = [RoundJudged(uplink.name, verdict.passed, verdict.reason)]
+    def _judged(self, path: Path, verdict: Verdict, now: float) -> list[Output]:
+        path.last_verdict = verdict
+        path.last_round_at = now
+        path.refused = None
+        outputs: list[Output] = [
+            RoundJudged(path.name, verdict.passed, verdict.reason, path.family)
+        ]
         signal = Signal.PASS if verdict.passed else Signal.FAIL
-        outputs += self._apply(uplink, signal, verdict.reason, now)
-        if not verdict.passed and uplink.standing.health is Health.DOWN:
-            self._held += self._maybe_reset(uplink, verdict.reason, now)
+        outputs += self._apply(path, signal, verdict.reason, now)
+        if not verdict.passed and path.standing.health is Health.DOWN:
+            self._held += self._maybe_reset(path, verdict.reason, now)
         return outputs
 
-    def _apply(self, uplink: Uplink, signal: Signal, reason: str, now: float) -> list[Output]:
+    def _apply(self, path: Path, signal: Signal, reason: str, now: float) -> list[Output]:
         """Step the health machine; report a change and fix the route (before any script)."""
-        old = uplink.standing
-        uplink.standing = step(old, signal, uplink.config.rise, uplink.config.fall)
+        old = path.standing
+        path.standing = step(old, signal, path.config.rise, path.config.fall)
         outputs: list[Output] = []
-        if uplink.standing.health is not old.health:
-            uplink.changed_at = now
-            uplink.change_reason = reason
-            outputs.append(StateChanged(uplink.name, old.health, uplink.standing.health, reason))
-        if uplink.standing.health.routed != old.health.routed:
-            self._held += self._hook(uplink, old.health, reason)
+        if path.standing.health is not old.health:
+            path.changed_at = now
+            path.change_reason = reason
+            outputs.append(
+                StateChanged(path.name, old.health, path.standing.health, reason, path.family)
+            )
+        if path.standing.health.routed != old.health.routed:
+            self._held += self._hook(path, old.health, reason)
         return outputs
 
-    def _hook(self, uplink: Uplink, old: Health, reason: str) -> list[RunScript]:
-        """The up_script or down_script of an uplink whose route came or went."""
-        up = uplink.standing.health.routed
-        script = uplink.config.up_script if up else uplink.config.down_script
+    def _hook(self, path: Path, old: Health, reason: str) -> list[RunScript]:
+        """The up_script or down_script of a path whose health changed."""
+        up = path.standing.health.routed
+        script = path.config.up_script if up else path.config.down_script
         if script is None:
             return []
         kind = ScriptKind.UP if up else ScriptKind.DOWN
-        env = (*self._script_env(uplink, kind, reason), ("PINGU_OLD_STATE", old.value))
-        return [self._run(uplink, script, reason, env, kind)]
+        env = (*self._script_env(path, kind, reason), ("PINGU_OLD_STATE", old.value))
+        return [self._run(path, script, reason, env, kind)]
 
     # -- scripts -------------------------------------------------------------------------
 
-    def _maybe_reset(self, uplink: Uplink, reason: str, now: float) -> list[RunScript]:
-        """Run the reset script of a faulty uplink, at most once per grace period."""
-        script = uplink.config.reset_script
-        if script is None or uplink.script_running:
+    def _maybe_reset(self, path: Path, reason: str, now: float) -> list[RunScript]:
+        """Run the reset script of a faulty uplink, at most once per grace period (one for
+        the uplink: it resets the line, whichever family found it faulty)."""
+        link = path.link
+        script = path.config.reset_script
+        if script is None or link.script_running:
             return []
-        last = uplink.last_script_at
-        if last is not None and now - last < uplink.config.reset_script_grace_period:
+        last = link.last_script_at
+        if last is not None and now - last < path.config.reset_script_grace_period:
             return []
-        uplink.last_script_at = now
-        uplink.script_running = True
-        env = self._script_env(uplink, ScriptKind.RESET, reason)
-        return [self._run(uplink, script, reason, env, ScriptKind.RESET)]
+        link.last_script_at = now
+        link.script_running = True
+        env = self._script_env(path, ScriptKind.RESET, reason)
+        return [self._run(path, script, reason, env, ScriptKind.RESET)]
 
     def _run(
         self,
-        uplink: Uplink,
+        path: Path,
         text: str,
         reason: str,
         env: tuple[tuple[str, str], ...],
         kind: ScriptKind,
     ) -> RunScript:
-        path, *args = script_argv(text)
+        program, *args = script_argv(text)
         timeout = self.config.script_timeout
-        return RunScript(uplink.name, path, reason, env, kind, timeout, tuple(args))
+        return RunScript(
+            path.name, program, reason, env, kind, timeout, tuple(args), family=path.family
+        )
 
-    def _script_env(
-        self, uplink: Uplink, kind: ScriptKind, reason: str
-    ) -> tuple[tuple[str, str], ...]:
-        gateway = uplink.lease.gateway if uplink.lease and uplink.lease.gateway else ""
+    def _script_env(self, path: Path, kind: ScriptKind, reason: str) -> tuple[tuple[str, str], ...]:
+        gateway = path.lease.gateway if path.lease and path.lease.gateway else ""
         env = [
             ("PINGU_EVENT", kind.value),
-            ("PINGU_METRIC", str(uplink.config.metric)),
-            ("PINGU_INTERFACE", uplink.name),
+            ("PINGU_METRIC", str(path.config.metric)),
+            ("PINGU_INTERFACE", path.name),
+            ("PINGU_FAMILY", path.family.label),
             ("PINGU_GATEWAY", gateway),
             ("PINGU_REASON", reason),
-            ("PINGU_STATE", uplink.standing.health.value),
+            ("PINGU_STATE", path.standing.health.value),
         ]
-        result = uplink.last_result
+        result = path.last_result
         if result is not None and result.targets:
             waited = sum(t.waited for t in result.targets)
             lost = sum(t.lost for t in result.targets)
@@ -805,9 +967,28 @@ class Core:
         return tuple(env)
 
 
-def _loss_ratio(uplink: Uplink) -> float:
-    """The share of echoes lost in the uplink's last round (1.0 when nothing is known)."""
-    result = uplink.last_result
+def _unusable(path: Path) -> str:
+    """Why a path cannot carry traffic: the link's reason, or no address of its family."""
+    link = path.link
+    if link.ifindex is None:
+        return "interface gone"
+    if not link.carrier:
+        return "carrier lost"
+    if not link.admin_up:
+        return "interface set down"
+    return f"no {path.family.label} address"
+
+
+def _label(path: Path) -> str:
+    """`wan1` for an IPv4-only uplink, `wan1/ipv6` (and `wan1/ipv4`) otherwise."""
+    if tuple(path.link.paths) == (Family.IPV4,):
+        return path.name
+    return f"{path.name}/{path.family.label}"
+
+
+def _loss_ratio(path: Path) -> float:
+    """The share of echoes lost in the path's last round (1.0 when nothing is known)."""
+    result = path.last_result
     if result is None or not result.targets:
         return 1.0
     waited = sum(t.waited for t in result.targets)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pingu.domain.commands import (
     ScriptKind,
 )
-from pingu.domain.model import RoundResult, Route
+from pingu.domain.model import Family, RoundResult, Route
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,8 @@ class RouteVanished:
 
 @dataclass(frozen=True)
 class LinkChanged:
-    """A link appeared or changed: carrier, admin state, type, IPv4 address."""
+    """A link appeared or changed: carrier, admin state, type, addresses (IPv4; IPv6: the
+    preferred global one, neither tentative nor deprecated)."""
 
     ifindex: int
     ifname: str
@@ -37,6 +38,7 @@ class LinkChanged:
     admin_up: bool = True
     point_to_point: bool = False
     address: str | None = None
+    address6: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class ProbeFinished:
     uplink: str
     result: RoundResult
     round_id: int = 0
+    family: Family = Family.IPV4
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,13 @@ class Health(Enum):
 
 
 class Signal(Enum):
-    """What happened to the uplink: a round passed or failed, or its link went away."""
+    """What happened to the uplink: a round passed or failed, its link went away, or the
+    gateway it routed through is gone (a router advertisement that was not renewed)."""
 
     PASS = "pass"
     FAIL = "fail"
     LINK_LOST = "link_lost"
+    GATEWAY_LOST = "gateway_lost"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ TRANSITIONS: dict[tuple[Health, Signal], Rule] = {
     (Health.RISING, Signal.PASS): Rule(Health.UP, Health.RISING, "rise"),
     (Health.RISING, Signal.FAIL): Rule(Health.DOWN),
     **{(h, Signal.LINK_LOST): Rule(Health.DOWN) for h in Health},
+    **{(h, Signal.GATEWAY_LOST): Rule(Health.DOWN) for h in Health},
 }
 
 

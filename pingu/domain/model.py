@@ -45,9 +45,12 @@ NO_ATTRIBUTES = RouteAttributes()
 
 @dataclass(frozen=True)
 class Route:
-    """An IPv4 route as pingu sees it; `gateway` None means a gateway-less (scope link) route.
+    """A route as pingu sees it; `gateway` None means a gateway-less (scope link) route.
 
     `ifname` is a label only: the interface is `ifindex` (equal routes may be named or not).
+    `expires` is the lifetime left, in seconds, of a route that ends by itself (an IPv6
+    router advertisement's), as the kernel told it or as it is to be put back; not part of
+    what the route is.
     """
 
     ifindex: int
@@ -60,16 +63,19 @@ class Route:
     scope: int = SCOPE_UNIVERSE
     tos: int = 0
     attributes: RouteAttributes = NO_ATTRIBUTES
+    family: Family = Family.IPV4
+    expires: float | None = field(default=None, compare=False)
 
     @property
     def is_default(self) -> bool:
         return self.dst_len == 0
 
     @property
-    def slot(self) -> tuple[int, int, int]:
-        """What the kernel keeps one route of, unless told to append: (table, tos, metric).
-        A route added with NLM_F_REPLACE takes the place of the route in the same slot."""
-        return (self.table, self.tos, self.metric)
+    def slot(self) -> tuple[Family, int, int, int]:
+        """What the kernel keeps one route of, unless told to append: (family, table, tos,
+        metric). A route added with NLM_F_REPLACE takes the place of the route in the same
+        slot (IPv6 merges routes appended to one slot into a multipath route)."""
+        return (self.family, self.table, self.tos, self.metric)
 
     def describe(self) -> str:
         via = f"via {self.gateway} " if self.gateway else ""
@@ -90,12 +96,21 @@ class Lease:
     gateway: str | None
     captured: tuple[Route, ...] = ()
     attributes: RouteAttributes = NO_ATTRIBUTES
+    valid_until: float | None = None  # monotonic: when the gateway's advertisement ends
 
-    def with_capture(self, route: Route) -> Lease:
+    def with_capture(self, route: Route, now: float) -> Lease:
         """This lease after capturing `route`: its gateway and attributes are now the
-        uplink's; it replaces a captured route of the same slot (a DHCP renewal)."""
+        uplink's; it replaces a captured route of the same slot (a DHCP renewal); a route
+        with a lifetime (a router advertisement's) makes the lease valid that long."""
         kept = tuple(r for r in self.captured if r.slot != route.slot)
-        return Lease(route.gateway, (*kept, route), route.attributes)
+        until = None if route.expires is None else now + route.expires
+        return Lease(route.gateway, (*kept, route), route.attributes, until)
+
+    def beside(self, route: Route) -> Lease:
+        """This lease, also remembering `route` (of another router) to put it back; the
+        gateway stays."""
+        kept = tuple(r for r in self.captured if r.slot != route.slot or r.gateway != route.gateway)
+        return Lease(self.gateway, (*kept, route), self.attributes, self.valid_until)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pingu.domain.health import Health
-from pingu.domain.model import Route
+from pingu.domain.model import Family, Route
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class RoundJudged:
     uplink: str
     passed: bool
     reason: str
+    family: Family = Family.IPV4
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class StateChanged:
     old: Health
     new: Health
     reason: str
+    family: Family = Family.IPV4
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class TableRepaired:
 
     uplink: str | None
     what: str
+    family: Family = Family.IPV4
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class LastResort:
     all_down: bool
     kept: str | None
     reason: str
+    family: Family = Family.IPV4
 
 
 Report = RouteCaptured | RoundJudged | StateChanged | TableRepaired | LastResort

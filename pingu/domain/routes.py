@@ -11,6 +11,7 @@ from pingu.domain.model import (
     NO_ATTRIBUTES,
     SCOPE_LINK,
     SCOPE_UNIVERSE,
+    Family,
     Route,
     RouteAttributes,
 )
@@ -24,6 +25,7 @@ def own_route(
     proto: int,
     *,
     attributes: RouteAttributes = NO_ATTRIBUTES,
+    family: Family = Family.IPV4,
 ) -> Route:
     """pingu's default route for an uplink: via its gateway, or scope link without one,
     carrying the attributes of the route it was learned from (source, onlink, MTU...)."""
@@ -37,6 +39,7 @@ def own_route(
         dst_len=0,
         scope=SCOPE_UNIVERSE if gateway else SCOPE_LINK,
         attributes=attributes if gateway else _without_onlink(attributes),
+        family=family,
     )
 
 

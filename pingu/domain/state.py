@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 
 from pingu.domain.health import Health
-from pingu.domain.model import MAIN_TABLE, Lease, Route, RouteAttributes
+from pingu.domain.model import MAIN_TABLE, Family, Lease, Route, RouteAttributes
 
 STATE_KIND = "pingu-state"
 STATE_VERSION = 2
@@ -41,12 +41,34 @@ class StateError(ValueError):
 
 
 @dataclass(frozen=True)
+class SavedPath:
+    """One family of an uplink, saved: its lease (whose `valid_until`, here, is the seconds
+    its router advertisement had left) and whether it was routed."""
+
+    lease: Lease | None
+    health: Health | None
+
+
+@dataclass(frozen=True)
 class SavedUplink:
-    """One uplink's saved knowledge; `reset_script_ago` is seconds since its last reset."""
+    """One uplink's saved knowledge: IPv4's lease and health (the layout of version 1 and
+    2), IPv6's when it has one, and seconds since its last reset."""
 
     lease: Lease | None
     health: Health | None
     reset_script_ago: float | None
+    ipv6: SavedPath | None = None
+
+    @classmethod
+    def of(cls, paths: dict[Family, SavedPath], reset_script_ago: float | None) -> SavedUplink:
+        ipv4 = paths.get(Family.IPV4, SavedPath(None, None))
+        return cls(ipv4.lease, ipv4.health, reset_script_ago, paths.get(Family.IPV6))
+
+    def paths(self) -> dict[Family, SavedPath]:
+        paths = {Family.IPV4: SavedPath(self.lease, self.health)}
+        if self.ipv6 is not None:
+            paths[Family.IPV6] = self.ipv6
+        return paths
 
 
 def state_document(
@@ -55,11 +77,9 @@ def state_document(
     """The document for `uplinks` (reset-script ages are written as wall-clock times)."""
     body: dict[str, object] = {}
     for name, saved in uplinks.items():
-        entry: dict[str, object] = {}
-        if saved.health is not None:
-            entry["health"] = saved.health.value
-        if saved.lease is not None:
-            entry["lease"] = _lease_document(saved.lease)
+        entry = _path_document(SavedPath(saved.lease, saved.health), now_wall)
+        if saved.ipv6 is not None:
+            entry["ipv6"] = _path_document(saved.ipv6, now_wall)
         if saved.reset_script_ago is not None:
             entry["reset_script_at"] = round(now_wall - saved.reset_script_ago, 3)
         body[name] = entry
@@ -71,12 +91,24 @@ def state_document(
     }
 
 
-def _lease_document(lease: Lease) -> dict[str, object]:
-    return {
+def _path_document(saved: SavedPath, now_wall: float) -> dict[str, object]:
+    entry: dict[str, object] = {}
+    if saved.health is not None:
+        entry["health"] = saved.health.value
+    if saved.lease is not None:
+        entry["lease"] = _lease_document(saved.lease, now_wall)
+    return entry
+
+
+def _lease_document(lease: Lease, now_wall: float) -> dict[str, object]:
+    document: dict[str, object] = {
         "gateway": lease.gateway,
         "attributes": _attributes_document(lease.attributes),
         "captured": [_route_document(route) for route in lease.captured],
     }
+    if lease.valid_until is not None:
+        document["valid_until"] = round(now_wall + lease.valid_until, 3)
+    return document
 
 
 def _attributes_document(attributes: RouteAttributes) -> dict[str, object]:
@@ -89,7 +121,7 @@ def _attributes_document(attributes: RouteAttributes) -> dict[str, object]:
 
 
 def _route_document(route: Route) -> dict[str, object]:
-    return {
+    document: dict[str, object] = {
         "gateway": route.gateway,
         "metric": route.metric,
         "proto": route.proto,
@@ -98,6 +130,10 @@ def _route_document(route: Route) -> dict[str, object]:
         "tos": route.tos,
         "attributes": _attributes_document(route.attributes),
     }
+    if route.family is Family.IPV6:
+        document["family"] = 6
+        document["expires"] = route.expires is not None
+    return document
 
 
 def parse_state(document: object, boot_id: str, now_wall: float) -> dict[str, SavedUplink]:
@@ -120,10 +156,23 @@ def parse_state(document: object, boot_id: str, now_wall: float) -> dict[str, Sa
             raise StateError(f"uplink {name!r}: must be an object")
         lease = None
         if same_boot:
-            lease = _lease_v1(name, entry) if version == 1 else _lease(name, entry.get("lease"))
+            lease = (
+                _lease_v1(name, entry)
+                if version == 1
+                else _lease(name, entry.get("lease"), now_wall)
+            )
         health = _health(name, entry) if same_boot else None
-        saved[name] = SavedUplink(lease, health, _ago(name, entry, now_wall))
+        ipv6 = _ipv6(name, entry.get("ipv6"), now_wall) if same_boot else None
+        saved[name] = SavedUplink(lease, health, _ago(name, entry, now_wall), ipv6)
     return saved
+
+
+def _ipv6(name: str, value: object, now_wall: float) -> SavedPath | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise StateError(f"uplink {name}: ipv6 must be an object")
+    return SavedPath(_lease(name, value.get("lease"), now_wall), _health(name, value))
 
 
 def _lease_v1(name: str, entry: dict[object, object]) -> Lease | None:
@@ -134,7 +183,7 @@ def _lease_v1(name: str, entry: dict[object, object]) -> Lease | None:
     return Lease(route.gateway, (route,))
 
 
-def _lease(name: str, value: object) -> Lease | None:
+def _lease(name: str, value: object, now_wall: float) -> Lease | None:
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -143,7 +192,13 @@ def _lease(name: str, value: object) -> Lease | None:
     if not isinstance(captured, list) or len(captured) > _MAX_CAPTURED:
         raise StateError(f"uplink {name}: captured must be a list of at most {_MAX_CAPTURED}")
     routes = tuple(_route(name, item) for item in captured)
-    return Lease(_gateway(name, value.get("gateway")), routes, _attributes(name, value))
+    family = routes[0].family if routes else Family.IPV4
+    gateway = _gateway(name, value.get("gateway"), family=family)
+    left = None
+    if value.get("valid_until") is not None:
+        until = _time(name, "valid_until", value.get("valid_until"))
+        left = until - now_wall
+    return Lease(gateway, routes, _attributes(name, value), left)
 
 
 def _route(name: str, value: object) -> Route:
@@ -153,13 +208,23 @@ def _route(name: str, value: object) -> Route:
     for key, hi in (("metric", _MAX_U32), ("proto", 255), ("scope", 255), ("table", _MAX_U32)):
         fields[key] = _integer(name, key, value.get(key), hi)
     fields["tos"] = _integer(name, "tos", value.get("tos", 0), 255)
-    gateway = _gateway(name, value.get("gateway"))
-    # The interface index is the uplink's own when the route is put back.
+    family_number = value.get("family", 4)
+    if family_number not in (4, 6) or isinstance(family_number, bool):
+        raise StateError(f"uplink {name}: family {family_number!r:.20} is not 4 or 6")
+    family = Family(family_number)
+    gateway = _gateway(name, value.get("gateway"), family=family)
+    ends = value.get("expires", False)
+    if not isinstance(ends, bool):
+        raise StateError(f"uplink {name}: expires {ends!r:.20} is not true or false")
+    # The interface index is the uplink's own when the route is put back; a route that
+    # ends by itself goes back with what its lease has left.
     return Route(
         ifindex=0,
         ifname=None,
         gateway=gateway,
         attributes=_attributes(name, value),
+        family=family,
+        expires=0.0 if ends else None,
         **fields,
     )
 
@@ -170,7 +235,8 @@ def _attributes(name: str, value: dict[object, object]) -> RouteAttributes:
         raise StateError(f"uplink {name}: attributes must be an object")
     prefsrc = document.get("prefsrc")
     if prefsrc is not None:
-        prefsrc = _gateway(name, prefsrc, "prefsrc")
+        ipv6 = isinstance(prefsrc, str) and ":" in prefsrc
+        prefsrc = _gateway(name, prefsrc, "prefsrc", Family.IPV6 if ipv6 else Family.IPV4)
     onlink = document.get("onlink", False)
     if not isinstance(onlink, bool):
         raise StateError(f"uplink {name}: onlink {onlink!r} is not true or false")
@@ -190,13 +256,19 @@ def _integer(name: str, key: str, value: object, hi: int) -> int:
     return value
 
 
-def _gateway(name: str, value: object, what: str = "gateway") -> str | None:
+def _gateway(
+    name: str, value: object, what: str = "gateway", family: Family = Family.IPV4
+) -> str | None:
     if value is None:
         return None
+    kind = ipaddress.IPv6Address if family is Family.IPV6 else ipaddress.IPv4Address
     try:
-        ipaddress.IPv4Address(value if isinstance(value, str) else "")
+        kind(value if isinstance(value, str) else "")
     except ValueError:
-        raise StateError(f"uplink {name}: {what} {value!r} is not an IPv4 address") from None
+        raise StateError(
+            f"uplink {name}: {what} {value!r:.60} is not an {family.label.replace('ipv', 'IPv')} "
+            "address"
+        ) from None
     assert isinstance(value, str)
     return value
 
@@ -210,16 +282,20 @@ def _health(name: str, entry: dict[object, object]) -> Health | None:
     return Health(value)
 
 
-def _ago(name: str, entry: dict[object, object], now_wall: float) -> float | None:
-    value = entry.get("reset_script_at")
-    if value is None:
-        return None
+def _time(name: str, key: str, value: object) -> float:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
         or (isinstance(value, int) and abs(value) > _MAX_TIME)
         or math.isnan(value)
     ):
-        raise StateError(f"uplink {name}: reset_script_at {value!r:.40} is not a time")
+        raise StateError(f"uplink {name}: {key} {value!r:.40} is not a time")
+    return float(value)
+
+
+def _ago(name: str, entry: dict[object, object], now_wall: float) -> float | None:
+    value = entry.get("reset_script_at")
+    if value is None:
+        return None
     # A time in the future (the clock was set back): as if the script had just run.
-    return max(0.0, now_wall - float(value))
+    return max(0.0, now_wall - _time(name, "reset_script_at", value))

@@ -39,8 +39,10 @@ def judge_target(result: TargetResult, uplink: UplinkConfig) -> Verdict:
     return Verdict(True, f"{result.target}: {tally}, {delay}")
 
 
-def judge(result: RoundResult, uplink: UplinkConfig) -> Verdict:
-    """The round passes when at least `min_hosts_up` targets pass."""
+def judge(result: RoundResult, uplink: UplinkConfig, quorum: int | None = None) -> Verdict:
+    """The round passes when at least `quorum` targets pass (`min_hosts_up`, capped at the
+    number of targets of the round's family)."""
+    needed = uplink.min_hosts_up if quorum is None else quorum
     if result.error is not None:
         return Verdict(False, result.error)
     verdicts = [judge_target(t, uplink) for t in result.targets]
@@ -48,9 +50,9 @@ def judge(result: RoundResult, uplink: UplinkConfig) -> Verdict:
     details = "; ".join(v.reason for v in verdicts) or "no target probed"
     early = " (early verdict)" if result.early else ""
     if len(verdicts) == 1:
-        return Verdict(passed >= uplink.min_hosts_up, details + early)
-    quorum = f"{passed}/{len(verdicts)} targets up (min_hosts_up {uplink.min_hosts_up})"
-    return Verdict(passed >= uplink.min_hosts_up, f"{quorum}: {details}{early}")
+        return Verdict(passed >= needed, details + early)
+    tally = f"{passed}/{len(verdicts)} targets up (min_hosts_up {needed})"
+    return Verdict(passed >= needed, f"{tally}: {details}{early}")
 
 
 class Outlook(Enum):

@@ -23,7 +23,7 @@ from pingu.domain.commands import (
 )
 from pingu.domain.config import OnExit, WhenAllDown
 from pingu.domain.health import Health
-from pingu.domain.model import Lease, RoundResult, Route, TargetResult
+from pingu.domain.model import Family, Lease, RoundResult, Route, TargetResult
 from pingu.domain.reports import (
     LastResort,
     Report,
@@ -63,6 +63,7 @@ class LinkView:
     admin_up: bool
     point_to_point: bool
     address: str | None
+    address6: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,23 +76,18 @@ class RoundView:
 
 
 @dataclass(frozen=True)
-class UplinkView:
-    """One uplink as the core knows it; times are monotonic."""
+class PathView:
+    """One uplink in one family; times are monotonic."""
 
-    name: str
+    family: Family
     health: Health
     since: float
     why: str
-    link: LinkView
     lease: Lease | None
-    metric: int
     route: Route | None  # pingu's route for it, in the table
     last_round: RoundView | None
     round_running: bool
     next_round_at: float
-    reset_script: str | None
-    reset_script_at: float | None
-    reset_script_running: bool
     counters: Counters
 
     @property
@@ -100,14 +96,92 @@ class UplinkView:
 
 
 @dataclass(frozen=True)
+class UplinkView:
+    """One uplink: its link, and a path per family it is managed in (IPv4 first). What the
+    status document's version 1 says of an uplink is its first path's."""
+
+    name: str
+    link: LinkView
+    metric: int
+    reset_script: str | None
+    reset_script_at: float | None
+    reset_script_running: bool
+    paths: tuple[PathView, ...]
+
+    def path(self, family: Family) -> PathView:
+        for path in self.paths:
+            if path.family is family:
+                return path
+        raise KeyError(family)
+
+    def label(self, family: Family) -> str:
+        """`wan1` for an IPv4-only uplink; `wan1/ipv4`, `wan1/ipv6` for the others."""
+        if tuple(p.family for p in self.paths) == (Family.IPV4,):
+            return self.name
+        return f"{self.name}/{family.label}"
+
+    @property
+    def first(self) -> PathView:
+        return self.paths[0]
+
+    @property
+    def health(self) -> Health:
+        return self.first.health
+
+    @property
+    def since(self) -> float:
+        return self.first.since
+
+    @property
+    def why(self) -> str:
+        return self.first.why
+
+    @property
+    def lease(self) -> Lease | None:
+        return self.first.lease
+
+    @property
+    def gateway(self) -> str | None:
+        return self.first.gateway
+
+    @property
+    def route(self) -> Route | None:
+        return self.first.route
+
+    @property
+    def last_round(self) -> RoundView | None:
+        return self.first.last_round
+
+    @property
+    def round_running(self) -> bool:
+        return self.first.round_running
+
+    @property
+    def next_round_at(self) -> float:
+        return self.first.next_round_at
+
+    @property
+    def counters(self) -> Counters:
+        return self.first.counters
+
+
+@dataclass(frozen=True)
+class FamilyView:
+    """Whether every uplink is down in one family, and which one `keep_best` kept."""
+
+    family: Family
+    all_down: bool
+    last_resort: str | None
+
+
+@dataclass(frozen=True)
 class CoreView:
-    """Every uplink, in configuration order, and whether all of them are down."""
+    """Every uplink, in configuration order, and each family's all-down state."""
 
     proto: int
     on_exit: OnExit
     when_all_down: WhenAllDown
-    all_down: bool
-    last_resort: str | None
+    families: tuple[FamilyView, ...]
     uplinks: tuple[UplinkView, ...]
 
     def uplink(self, name: str) -> UplinkView:
@@ -115,6 +189,21 @@ class CoreView:
             if uplink.name == name:
                 return uplink
         raise KeyError(name)
+
+    def family(self, family: Family) -> FamilyView:
+        for view in self.families:
+            if view.family is family:
+                return view
+        return FamilyView(family, False, None)
+
+    @property
+    def all_down(self) -> bool:
+        """Version 1's all-down: the first family's (IPv4 when there is any)."""
+        return self.families[0].all_down if self.families else False
+
+    @property
+    def last_resort(self) -> str | None:
+        return self.families[0].last_resort if self.families else None
 
 
 @dataclass(frozen=True)
@@ -150,12 +239,40 @@ def status_document(
         "when_all_down": view.when_all_down.value,
         "all_down": view.all_down,
         "last_resort": view.last_resort,
+        "families": {
+            f.family.label: {"all_down": f.all_down, "last_resort": f.last_resort}
+            for f in view.families
+        },
         "uplinks": [_uplink_status(u, now, clocks) for u in view.uplinks],
     }
 
 
 def _uplink_status(uplink: UplinkView, now: float, clocks: Clocks) -> dict[str, object]:
-    last = uplink.last_round
+    link = uplink.link
+    return {
+        "name": uplink.name,
+        **_path_status(uplink.first, now, clocks),
+        "link": {
+            "present": link.present,
+            "carrier": link.carrier,
+            "admin_up": link.admin_up,
+            "point_to_point": link.point_to_point,
+            "address": link.address,
+            "address6": link.address6,
+        },
+        "metric": uplink.metric,
+        "reset_script": {
+            "path": uplink.reset_script,
+            "last_run": clocks.iso(uplink.reset_script_at),
+            "running": uplink.reset_script_running,
+        },
+        "families": {p.family.label: _path_status(p, now, clocks) for p in uplink.paths},
+    }
+
+
+def _path_status(path: PathView, now: float, clocks: Clocks) -> dict[str, object]:
+    """What the status document says of one path (version 1 said it of the uplink)."""
+    last = path.last_round
     last_round: dict[str, object] | None = None
     if last is not None:
         result = last.result
@@ -166,35 +283,21 @@ def _uplink_status(uplink: UplinkView, now: float, clocks: Clocks) -> dict[str, 
             "error": result.error if result else None,
             "targets": [target_status(t) for t in (result.targets if result else ())],
         }
-    link = uplink.link
     return {
-        "name": uplink.name,
-        "state": uplink.health.value,
-        "since": clocks.iso(uplink.since),
-        "since_s": round(now - uplink.since, 3),
-        "why": uplink.why,
-        "link": {
-            "present": link.present,
-            "carrier": link.carrier,
-            "admin_up": link.admin_up,
-            "point_to_point": link.point_to_point,
-            "address": link.address,
-        },
-        "gateway": uplink.gateway,
-        "gateway_known": uplink.lease is not None,
-        "metric": uplink.metric,
-        "route_installed": uplink.route is not None,
+        "family": path.family.label,
+        "state": path.health.value,
+        "since": clocks.iso(path.since),
+        "since_s": round(now - path.since, 3),
+        "why": path.why,
+        "gateway": path.gateway,
+        "gateway_known": path.lease is not None,
+        "route_installed": path.route is not None,
         "last_round": last_round,
-        "round_running": uplink.round_running,
+        "round_running": path.round_running,
         "next_round_in_s": None
-        if uplink.round_running
-        else round(max(0.0, uplink.next_round_at - now), 3),
-        "reset_script": {
-            "path": uplink.reset_script,
-            "last_run": clocks.iso(uplink.reset_script_at),
-            "running": uplink.reset_script_running,
-        },
-        "counters": dataclasses.asdict(uplink.counters),
+        if path.round_running
+        else round(max(0.0, path.next_round_at - now), 3),
+        "counters": dataclasses.asdict(path.counters),
     }
 
 
@@ -214,10 +317,12 @@ def target_status(target: TargetResult) -> dict[str, object]:
 
 
 def summary_line(view: CoreView) -> str:
-    """What `systemctl status` shows: `2/3 uplinks routed: wan1, wan2; down: ppp0`."""
-    routed = [u.name for u in view.uplinks if u.route is not None]
-    down = [u.name for u in view.uplinks if not u.health.routed]
-    line = f"{len(routed)}/{len(view.uplinks)} uplinks routed"
+    """What `systemctl status` shows: `2/3 uplinks routed: wan1, wan2; down: ppp0` (a
+    dual-stack uplink counts as its paths: `wan1/ipv4, wan1/ipv6`)."""
+    paths = [(u, p) for u in view.uplinks for p in u.paths]
+    routed = [u.label(p.family) for u, p in paths if p.route is not None]
+    down = [u.label(p.family) for u, p in paths if not p.health.routed]
+    line = f"{len(routed)}/{len(paths)} uplinks routed"
     if routed:
         line += f": {', '.join(routed)}"
     if down:
@@ -229,13 +334,14 @@ def state_dump(view: CoreView) -> list[str]:
     """SIGUSR1: one line per uplink with its health, gateway and route (as py-pingu did)."""
     lines = []
     for uplink in view.uplinks:
-        gateway = uplink.gateway if uplink.lease else "not learned"
-        route = uplink.route.describe() if uplink.route else "none"
-        last = uplink.last_round.verdict.reason if uplink.last_round else "none yet"
-        lines.append(
-            f"{uplink.name}: {uplink.health.value}, gateway {gateway}, route {route}, "
-            f"last verdict: {last}"
-        )
+        for path in uplink.paths:
+            gateway = path.gateway if path.lease else "not learned"
+            route = path.route.describe() if path.route else "none"
+            last = path.last_round.verdict.reason if path.last_round else "none yet"
+            lines.append(
+                f"{uplink.label(path.family)}: {path.health.value}, gateway {gateway}, "
+                f"route {route}, last verdict: {last}"
+            )
     return lines
 
 
@@ -276,31 +382,51 @@ def narrate(actions: Sequence[Action], reports: Sequence[Report], view: CoreView
     return Narration(tuple(lines), tuple(done))
 
 
+def label(view: CoreView, uplink: str, family: Family) -> str:
+    """How logs name an uplink's path: `wan1` (IPv4 only), `wan1/ipv6` (dual-stack)."""
+    try:
+        return view.uplink(uplink).label(family)
+    except KeyError:
+        return uplink if family is Family.IPV4 else f"{uplink}/{family.label}"
+
+
+def _families_word(view: CoreView, family: Family) -> str:
+    """` IPv6` in the all-down lines when the box is managed in more than IPv4."""
+    if tuple(f.family for f in view.families) == (Family.IPV4,):
+        return ""
+    return " " + family.label.replace("ipv", "IPv")
+
+
 def _report_line(report: Report, actions: Sequence[Action], view: CoreView, told: set[int]) -> Line:
     match report:
         case RouteCaptured(uplink=uplink, route=route, gateway_changed=changed):
             what = "new gateway" if changed else "gateway"
             gateway = route.gateway or "none: point-to-point"
-            return Line(Level.INFO, f"{uplink}: captured {route.describe()} ({what} {gateway})")
-        case RoundJudged(uplink=uplink, passed=passed, reason=reason):
+            name = label(view, uplink, route.family)
+            return Line(Level.INFO, f"{name}: captured {route.describe()} ({what} {gateway})")
+        case RoundJudged(uplink=uplink, passed=passed, reason=reason, family=family):
             outcome = "passed" if passed else "failed"
             level = Level.DEBUG if passed else Level.INFO
-            return Line(level, f"{uplink}: round {outcome}: {reason}")
-        case StateChanged(uplink=uplink, old=old, new=new, reason=reason):
+            return Line(level, f"{label(view, uplink, family)}: round {outcome}: {reason}")
+        case StateChanged(uplink=uplink, old=old, new=new, reason=reason, family=family):
             suffix = _what_it_did(report, actions, view, told)
-            return Line(Level.WARNING, f"{uplink} {old.value} -> {new.value}: {reason}{suffix}")
-        case LastResort(all_down=True, kept=None, reason=reason):
-            return Line(Level.ERROR, f"ALL UPLINKS DOWN: {reason}")
-        case LastResort(all_down=True, kept=kept, reason=reason):
+            name = label(view, uplink, family)
+            return Line(Level.WARNING, f"{name} {old.value} -> {new.value}: {reason}{suffix}")
+        case LastResort(all_down=True, kept=None, reason=reason, family=family):
+            return Line(Level.ERROR, f"ALL UPLINKS DOWN{_families_word(view, family)}: {reason}")
+        case LastResort(all_down=True, kept=kept, reason=reason, family=family):
             return Line(
                 Level.ERROR,
-                f"ALL UPLINKS DOWN: keeping {kept}'s route as a last resort "
-                f"(when_all_down: keep_best): {reason}",
+                f"ALL UPLINKS DOWN{_families_word(view, family)}: keeping {kept}'s route as a "
+                f"last resort (when_all_down: keep_best): {reason}",
             )
-        case LastResort():
-            return Line(Level.WARNING, "uplinks back: no longer all down")
-        case TableRepaired(uplink=uplink, what=what):
-            return Line(Level.WARNING, f"{uplink or 'table'}: table repaired: {what}")
+        case LastResort(family=family):
+            return Line(
+                Level.WARNING, f"uplinks back{_families_word(view, family)}: no longer all down"
+            )
+        case TableRepaired(uplink=uplink, what=what, family=family):
+            name = label(view, uplink, family) if uplink else "table"
+            return Line(Level.WARNING, f"{name}: table repaired: {what}")
 
 
 def _what_it_did(
@@ -308,17 +434,20 @@ def _what_it_did(
 ) -> str:
     """` via GW; route metric M removed` (or `; route kept`, `; no route`)."""
     uplink = next((u for u in view.uplinks if u.name == change.uplink), None)
-    gateway = uplink.gateway if uplink else None
+    path = next((p for p in uplink.paths if p.family is change.family), None) if uplink else None
+    gateway = path.gateway if path else None
     parts = [f" via {gateway}" if gateway else ""]
     for index, action in enumerate(actions):
-        if isinstance(action, InstallOwnRoute | RemoveOwnRoute) and (
-            action.route.ifname == change.uplink
+        if (
+            isinstance(action, InstallOwnRoute | RemoveOwnRoute)
+            and action.route.ifname == change.uplink
+            and action.route.family is change.family
         ):
             done = "installed" if isinstance(action, InstallOwnRoute) else "removed"
             parts.append(f"; route metric {action.route.metric} {done}")
             told.add(index)
     if len(parts) == 1:
-        parts.append("; route kept" if uplink and uplink.route else "; no route")
+        parts.append("; route kept" if path and path.route else "; no route")
     return "".join(parts)
 
 

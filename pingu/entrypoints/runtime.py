@@ -180,7 +180,8 @@ class Daemon:
         if self.config.on_exit is OnExit.KEEP:
             log.info("stopped: pingu's routes kept in place (on_exit: keep)")
             return
-        await self._carry_out(Decision(tuple(self.core.stop())), stopping=True)
+        stop = self.core.stop(self.clock.monotonic())
+        await self._carry_out(Decision(tuple(stop)), stopping=True)
         log.info("stopped: captured routes restored, pingu's routes removed")
 
     async def _watchdog(self) -> None:

@@ -23,6 +23,7 @@ from pingu.domain.config import (
     script_argv,
 )
 from pingu.domain.errors import ConfigError, ConfigProblem
+from pingu.domain.model import Family
 
 
 def minimal(**top: object) -> dict[str, object]:
@@ -318,7 +319,12 @@ def test_host_is_required_when_an_interface_has_none():
     [
         ("8.8.8.08", "IPv4 address"),
         ("192.0.2", "IPv4 address"),
-        ("2001:db8::1", "IPv4 address"),
+        ("2001:db8::g", "IPv6 address"),
+        ("::", "::"),
+        ("ff02::1", "multicast"),
+        ("::1", "loopback"),
+        ("fe80::1", "link-local"),
+        ("::ffff:192.0.2.1", "write the IPv4 address 192.0.2.1"),
         ("example.org", "IPv4 address"),
         (" 192.0.2.1", "IPv4 address"),
         ("0.0.0.0", "0.0.0.0"),
@@ -327,7 +333,7 @@ def test_host_is_required_when_an_interface_has_none():
         ("127.0.0.1", "loopback"),
     ],
 )
-def test_host_must_be_a_usable_ipv4_address(host, why):
+def test_host_must_be_a_usable_address(host, why):
     problem = only_problem(minimal(host=host))
     assert problem.path == "host"
     assert problem.value == host
@@ -704,3 +710,40 @@ def test_hook_script_paths_must_be_absolute():
     problem = only_problem(with_uplink(up_script="hook.sh"))
     assert problem.path == "interfaces.wan1.up_script"
     assert "absolute path" in problem.rule
+
+
+# --- both families --------------------------------------------------------------------
+
+
+def test_ipv6_targets_beside_ipv4_ones_make_a_dual_stack_uplink():
+    raw = minimal(host=["203.0.113.10", "2001:DB8:FFFF:0::10", "198.51.100.20"])
+    (uplink,) = build_config(raw).uplinks
+    assert uplink.targets == ("203.0.113.10", "2001:db8:ffff::10", "198.51.100.20")
+    assert uplink.families == (Family.IPV4, Family.IPV6)
+    assert uplink.targets_of(Family.IPV6) == ("2001:db8:ffff::10",)
+    assert uplink.targets_of(Family.IPV4) == ("203.0.113.10", "198.51.100.20")
+
+
+def test_an_ipv4_only_uplink_is_managed_in_ipv4_only():
+    (uplink,) = build_config(minimal()).uplinks
+    assert uplink.families == (Family.IPV4,)
+
+
+def test_an_uplink_with_ipv6_targets_only_is_managed_in_ipv6_only():
+    (uplink,) = build_config(with_uplink(host="2001:db8:ffff::10")).uplinks
+    assert uplink.families == (Family.IPV6,)
+
+
+def test_min_hosts_up_is_capped_within_each_family():
+    raw = minimal(host=["203.0.113.10", "203.0.113.11", "2001:db8:ffff::10"], min_hosts_up=2)
+    (uplink,) = build_config(raw).uplinks
+    assert (uplink.quorum(Family.IPV4), uplink.quorum(Family.IPV6)) == (2, 1)
+    problem = only_problem({**raw, "min_hosts_up": 3})
+    assert problem.path == "min_hosts_up"
+    assert "number of targets in host (2)" in problem.rule
+
+
+def test_the_same_ipv6_target_written_twice_is_refused():
+    problem = only_problem(minimal(host=["2001:db8:ffff::10", "2001:db8:ffff:0::10"]))
+    assert problem.path == "host[1]"
+    assert "given twice" in problem.rule

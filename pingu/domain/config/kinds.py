@@ -213,11 +213,12 @@ class ListenAddress(Kind):
 
 @dataclass(frozen=True)
 class Targets(Kind):
-    """Probe targets: one IPv4 address, or a non-empty list of distinct ones, as a tuple."""
+    """Probe targets: one IPv4 or IPv6 address, or a non-empty list of distinct ones, as a
+    tuple (IPv6 ones written in their canonical form)."""
 
     @property
     def expected(self) -> str:
-        return "an IPv4 address or a non-empty list of them"
+        return "an IPv4 or IPv6 address, or a non-empty list of them"
 
     def read(self, value: object, path: str) -> object:
         items = [value] if isinstance(value, str) else value
@@ -228,25 +229,36 @@ class Targets(Kind):
         for index, item in enumerate(items):
             where = path if isinstance(value, str) else join_path(path, index)
             why = _target_problem(item) if isinstance(item, str) else "must be a string"
-            if why is None and item in targets:
-                first = join_path(path, items.index(item))
+            canonical = _canonical(item) if why is None and isinstance(item, str) else item
+            if why is None and canonical in targets:
+                first = join_path(path, targets.index(canonical))
                 why = f"given twice: targets must be distinct (first at {first})"
             if why is not None:
                 problems.append(ConfigProblem(where, item, why))
             else:
-                targets.append(item)
+                targets.append(canonical)
         return Rejected(tuple(problems)) if problems else tuple(targets)
 
     def show(self, value: Any) -> object:
         return list(value)
 
 
+def _canonical(text: str) -> str:
+    """IPv4 as written (validated without leading zeros); IPv6 compressed, lower case."""
+    return str(ipaddress.ip_address(text))
+
+
 def _target_problem(text: str) -> str | None:
     """Why `text` cannot be a probe target, or None."""
+    if ":" in text:
+        return _ipv6_target_problem(text)
     try:
         address = ipaddress.IPv4Address(text)
     except ValueError:
-        return "must be an IPv4 address such as 192.0.2.1 (no leading zeros)"
+        return (
+            "must be an IPv4 address such as 192.0.2.1 (no leading zeros), "
+            "or an IPv6 address such as 2001:db8::1"
+        )
     if address.is_unspecified:
         return "0.0.0.0 is not a host that can answer echoes"
     if address == ipaddress.IPv4Address("255.255.255.255"):
@@ -255,6 +267,24 @@ def _target_problem(text: str) -> str | None:
         return "a multicast address cannot be a probe target"
     if address.is_loopback:
         return "a loopback address never answers through a gateway"
+    return None
+
+
+def _ipv6_target_problem(text: str) -> str | None:
+    try:
+        address = ipaddress.IPv6Address(text)
+    except ValueError:
+        return "must be an IPv6 address such as 2001:db8::1 (or an IPv4 address)"
+    if address.is_unspecified:
+        return ":: is not a host that can answer echoes"
+    if address.is_multicast:
+        return "a multicast address cannot be a probe target"
+    if address.is_loopback:
+        return "a loopback address never answers through a gateway"
+    if address.is_link_local:
+        return "a link-local address is not reached through a gateway: use a global one"
+    if address.ipv4_mapped is not None:
+        return f"an IPv4-mapped address: write the IPv4 address {address.ipv4_mapped} instead"
     return None
 
 

@@ -6,10 +6,12 @@ for the uplink's name and the configuration's warnings.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from pingu.domain.config.choices import InitialState, OnExit, WhenAllDown
 from pingu.domain.config.settings import default
+from pingu.domain.model import Family
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,25 @@ class UplinkConfig:
     reset_script_grace_period: float = default("reset_script_grace_period")
     up_script: str | None = default("up_script")
     down_script: str | None = default("down_script")
+
+    def targets_of(self, family: Family) -> tuple[str, ...]:
+        """The probe targets of one family, in the file's order."""
+        return tuple(t for t in self.targets if target_family(t) is family)
+
+    @property
+    def families(self) -> tuple[Family, ...]:
+        """The families the uplink is managed in: those it has targets of (IPv4 first)."""
+        return tuple(f for f in Family if self.targets_of(f))
+
+    def quorum(self, family: Family) -> int:
+        """How many of the family's targets must pass: `min_hosts_up`, capped at their
+        number (a dual-stack uplink may have more targets of one family than the other)."""
+        return min(self.min_hosts_up, len(self.targets_of(family)))
+
+
+def target_family(target: str) -> Family:
+    """The family of a (validated) probe target."""
+    return Family.IPV6 if ipaddress.ip_address(target).version == 6 else Family.IPV4
 
 
 @dataclass(frozen=True)

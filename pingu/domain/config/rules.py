@@ -11,7 +11,7 @@ from typing import Any
 
 from pingu.domain.config.explain import round_seconds
 from pingu.domain.config.kinds import Rejected, join_path
-from pingu.domain.config.model import Config, UplinkConfig
+from pingu.domain.config.model import Config, UplinkConfig, target_family
 from pingu.domain.config.settings import (
     INTERFACES,
     PER_INTERFACE,
@@ -23,6 +23,7 @@ from pingu.domain.config.settings import (
     Where,
 )
 from pingu.domain.errors import ConfigError, ConfigProblem, shorten
+from pingu.domain.model import Family
 
 _PROTO_RESERVED = {
     1: "redirect",
@@ -165,10 +166,12 @@ def _max_lost_within_count(level: _Level) -> ConfigProblem | None:
 
 
 def _quorum_within_targets(level: _Level) -> ConfigProblem | None:
-    """min_hosts_up, given here or inherited, is at most the number of targets."""
+    """min_hosts_up, given here or inherited, is at most the number of targets (of the
+    family with the most: within each family it is capped at that family's number)."""
     if not level.known("min_hosts_up", "host"):
         return None
-    quorum, targets = level.values["min_hosts_up"], level.values["host"]
+    quorum, given = level.values["min_hosts_up"], level.values["host"]
+    targets = max(([t for t in given if target_family(t) is family] for family in Family), key=len)
     if quorum <= len(targets):
         return None
     if "min_hosts_up" in level.given:
