@@ -28,6 +28,7 @@ from pingu.domain.model import (
     MAIN_TABLE,
     SCOPE_LINK,
     SCOPE_UNIVERSE,
+    Family,
     RoundResult,
     Route,
     TargetResult,
@@ -37,7 +38,7 @@ from pingu.domain.reports import (
     RouteCaptured,
     StateChanged,
 )
-from tests.unit.fakes import IFINDEX, PROTO, Driver, config, round_result, uplink
+from tests.unit.fakes import IFINDEX, PROTO, TARGET6, Driver, config, round_result, uplink
 
 # -- the operator's words --------------------------------------------------------------
 
@@ -46,6 +47,7 @@ TABLES = {"main": MAIN_TABLE, "default": 253, "local": 255}
 SCOPES = {"global": SCOPE_UNIVERSE, "universe": SCOPE_UNIVERSE, "link": SCOPE_LINK}
 ROUTE_ATTRIBUTES = ("via", "dev", "table", "proto", "scope", "metric")
 DHCP_METRIC = 1024
+RA_LIFETIME_S = 1800.0  # what the kernel's route of a router advertisement has left
 C = TypeVar("C")
 T = TypeVar("T")
 
@@ -69,6 +71,7 @@ def parse_route(text: str) -> Route:
     gateway = attributes.get("via")
     prefix = 0 if destination == "default" else ipaddress.ip_network(destination).prefixlen
     default_scope = "global" if gateway else "link"
+    family = Family.IPV6 if gateway and ":" in gateway else Family.IPV4
     return Route(
         ifindex=IFINDEX[device],
         ifname=device,
@@ -78,6 +81,8 @@ def parse_route(text: str) -> Route:
         table=_named(attributes.get("table", "main"), TABLES),
         dst_len=prefix,
         scope=SCOPES[attributes.get("scope", default_scope)],
+        family=family,
+        expires=RA_LIFETIME_S if attributes.get("proto") == "ra" else None,
     )
 
 
@@ -221,6 +226,34 @@ def dhcp_installs(driver: Driver, name: str, route: Route) -> list[Output]:
     return driver.send(RouteAppeared(route))
 
 
+@given(
+    step("{name:Word} is up with a DHCP lease via {gateway:Word} and a router at {router:Word}"),
+    target_fixture="commands",
+)
+def up_with_lease_and_router(driver: Driver, name: str, gateway: str, router: str) -> list[Output]:
+    advertised = f"default via {router} dev {name} proto ra metric {DHCP_METRIC}"
+    return up_with_lease(driver, name, gateway) + driver.send(
+        RouteAppeared(parse_route(advertised))
+    )
+
+
+@when(
+    step('the next advertisement of {router:Word} puts "{route:Route}" back'),
+    target_fixture="commands",
+)
+def advertisement_puts_back(driver: Driver, router: str, route: Route) -> list[Output]:
+    assert route.gateway == router, f"{route} is not the route of router {router}"
+    return driver.send(RouteAppeared(route))
+
+
+@when(
+    step("{seconds:g} seconds pass without an advertisement from {router:Word}"),
+    target_fixture="commands",
+)
+def no_advertisement(driver: Driver, seconds: float, router: str) -> list[Output]:
+    return driver.advance(seconds)
+
+
 @given(step("{name:Word} is up with a DHCP lease via {gateway:Word}"), target_fixture="commands")
 def up_with_lease(driver: Driver, name: str, gateway: str) -> list[Output]:
     lease = f"default via {gateway} dev {name} proto dhcp metric {DHCP_METRIC}"
@@ -237,6 +270,12 @@ def _round_in_progress(driver: Driver, name: str) -> None:
 def _answer(driver: Driver, name: str, result: RoundResult) -> list[Output]:
     _round_in_progress(driver, name)
     return driver.finish(name, result)
+
+
+@when(step("the IPv6 round on {name:Word} fails"), target_fixture="commands")
+def ipv6_round_fails(driver: Driver, name: str) -> list[Output]:
+    assert driver.core.view().uplink(name).path(Family.IPV6).round_running, name
+    return driver.finish(name, round_result(received=0, target=TARGET6), Family.IPV6)
 
 
 @given(step("the round on {name:Word} passes"), target_fixture="commands")
@@ -427,11 +466,56 @@ def verdict_is_because(commands: list[Output], name: str, verdict: str, detail: 
     assert detail in verdicts[0].reason, verdicts[0].reason
 
 
+def _changes(commands: list[Output], name: str, family: Family) -> list[tuple[str, str]]:
+    return [
+        (c.old.value, c.new.value)
+        for c in _of_type(commands, StateChanged)
+        if c.uplink == name and c.family is family
+    ]
+
+
+@then(step("{name:Word}'s IPv6 goes from {old:Word} to {new:Word}"))
+def ipv6_goes_from_to(commands: list[Output], name: str, old: str, new: str) -> None:
+    assert _changes(commands, name, Family.IPV6) == [(old, new)], commands
+
+
+@then(step("no state of {name:Word}'s IPv6 changes"))
+def ipv6_unchanged(commands: list[Output], name: str) -> None:
+    assert _changes(commands, name, Family.IPV6) == [], commands
+
+
+@then(step("the verdict on {name:Word}'s IPv6 is {verdict:Word}"))
+def ipv6_verdict_is(commands: list[Output], name: str, verdict: str) -> None:
+    verdicts = [
+        v for v in _of_type(commands, RoundJudged) if v.uplink == name and v.family is Family.IPV6
+    ]
+    assert [v.passed for v in verdicts] == [verdict == "pass"], commands
+
+
+@then(step("{name:Word}'s IPv6 is captured again with gateway {gateway:Word}"))
+def ipv6_captured_again(commands: list[Output], name: str, gateway: str) -> None:
+    captures = [
+        c
+        for c in _of_type(commands, RouteCaptured)
+        if c.uplink == name and c.route.family is Family.IPV6
+    ]
+    assert [(c.route.gateway, c.gateway_changed) for c in captures] == [(gateway, False)]
+
+
+@then(step("no route of pingu is installed or removed"))
+def no_own_route_change(commands: list[Output]) -> None:
+    assert not _of_type(commands, InstallOwnRoute), commands
+    assert not _of_type(commands, RemoveOwnRoute), commands
+
+
+@then(step('pingu deletes "{route:Route}"'))
+def deletes(commands: list[Output], route: Route) -> None:
+    _index(commands, DeleteCapturedRoute(route))
+
+
 @then(step("{name:Word} goes from {old:Word} to {new:Word}"))
 def goes_from_to(commands: list[Output], name: str, old: str, new: str) -> None:
-    changes = [
-        (c.old.value, c.new.value) for c in _of_type(commands, StateChanged) if c.uplink == name
-    ]
+    changes = _changes(commands, name, Family.IPV4)
     assert changes == [(old, new)], commands
 
 

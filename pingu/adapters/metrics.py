@@ -112,48 +112,67 @@ class StatusCollector:
 def uplink_metrics(document: Mapping[str, Any]) -> Iterator[Metric]:
     """The metrics of one status document."""
     uplinks: Sequence[Mapping[str, Any]] = document.get("uplinks") or []
+    labels = ["uplink", "family"]
     gauges = {
         "up": GaugeMetricFamily(
             "pingu_uplink_up",
             "1 when the uplink is up (or failing but still routed), 0 when down or rising.",
-            labels=["uplink"],
+            labels=labels,
         ),
         "route": GaugeMetricFamily(
             "pingu_uplink_route_installed",
             "1 when pingu's default route for the uplink is in the table.",
-            labels=["uplink"],
+            labels=labels,
         ),
         "loss": GaugeMetricFamily(
             "pingu_uplink_last_loss_ratio",
             "Share of the last round's echoes waited for that were lost (NaN before any).",
-            labels=["uplink"],
+            labels=labels,
         ),
         "delay": GaugeMetricFamily(
             "pingu_uplink_last_delay_seconds",
             "Average delay of the last round's replies, over all targets (NaN if none).",
-            labels=["uplink"],
+            labels=labels,
         ),
     }
     counters = [
-        (CounterMetricFamily(name, text, labels=["uplink"]), key) for name, text, key in COUNTERS
+        (CounterMetricFamily(name, text, labels=labels), key) for name, text, key in COUNTERS
     ]
-    for uplink in uplinks:
-        label = [str(uplink.get("name"))]
-        gauges["up"].add_metric(label, 1.0 if uplink.get("state") in ROUTED_STATES else 0.0)
-        gauges["route"].add_metric(label, 1.0 if uplink.get("route_installed") else 0.0)
-        loss, delay = last_round_figures(uplink.get("last_round"))
+    for uplink, path in _paths(uplinks):
+        label = [str(uplink.get("name")), str(path.get("family", "ipv4"))]
+        gauges["up"].add_metric(label, 1.0 if path.get("state") in ROUTED_STATES else 0.0)
+        gauges["route"].add_metric(label, 1.0 if path.get("route_installed") else 0.0)
+        loss, delay = last_round_figures(path.get("last_round"))
         gauges["loss"].add_metric(label, loss)
         gauges["delay"].add_metric(label, delay)
-        values = uplink.get("counters") or {}
-        for family, key in counters:
-            family.add_metric(label, float(values.get(key, 0)))
+        values = path.get("counters") or {}
+        for metric, key in counters:
+            metric.add_metric(label, float(values.get(key, 0)))
     yield from gauges.values()
-    yield from (family for family, _ in counters)
-    yield GaugeMetricFamily(
+    yield from (metric for metric, _ in counters)
+    all_down = GaugeMetricFamily(
         "pingu_all_down",
-        "1 when every uplink is down (see when_all_down for what is kept).",
-        value=1.0 if document.get("all_down") else 0.0,
+        "1 when every uplink is down in the family (see when_all_down for what is kept).",
+        labels=["family"],
     )
+    families: Mapping[str, Any] = document.get("families") or {
+        "ipv4": {"all_down": document.get("all_down")}
+    }
+    for family, state in families.items():
+        all_down.add_metric([str(family)], 1.0 if (state or {}).get("all_down") else 0.0)
+    yield all_down
+
+
+def _paths(
+    uplinks: Sequence[Mapping[str, Any]],
+) -> Iterator[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    """Each uplink with each of its families' sections (a version-1 document: the uplink)."""
+    for uplink in uplinks:
+        families: Mapping[str, Mapping[str, Any]] = uplink.get("families") or {}
+        if not families:
+            yield uplink, uplink
+        for path in families.values():
+            yield uplink, path
 
 
 def last_round_figures(last_round: Mapping[str, Any] | None) -> tuple[float, float]:

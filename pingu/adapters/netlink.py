@@ -7,14 +7,21 @@ import errno
 import logging
 import os
 import socket
+import struct
 import sys
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
-from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_LINK
+from pyroute2.netlink.rtnl import (
+    RTMGRP_IPV4_IFADDR,
+    RTMGRP_IPV4_ROUTE,
+    RTMGRP_IPV6_IFADDR,
+    RTMGRP_IPV6_ROUTE,
+    RTMGRP_LINK,
+)
 
 from pingu.adapters.bpf import Insn, assemble, attach_filter
 from pingu.domain.events import (
@@ -25,14 +32,24 @@ from pingu.domain.events import (
     RouteVanished,
     TableSnapshot,
 )
-from pingu.domain.model import MAIN_TABLE, Route, RouteAttributes
+from pingu.domain.model import MAIN_TABLE, Family, Route, RouteAttributes
 from pingu.domain.ports import Resync, RouteChangeFailed
 
 log = logging.getLogger(__name__)
 
 ARPHRD_ETHER = 1
 IFF_UP = 0x1
-MONITOR_GROUPS = RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV4_IFADDR
+MONITOR_GROUPS = (
+    RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_ROUTE | RTMGRP_IPV6_IFADDR
+)
+FAMILIES = {socket.AF_INET: Family.IPV4, socket.AF_INET6: Family.IPV6}
+ADDRESS_FAMILIES = {family: number for number, family in FAMILIES.items()}
+DEFAULT_DESTINATION = {Family.IPV4: "0.0.0.0/0", Family.IPV6: "::/0"}
+# IFA_F_*: an IPv6 address pingu may probe from is none of these.
+IFA_F_TEMPORARY, IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_TENTATIVE = 0x01, 0x08, 0x20, 0x40
+_UNUSABLE_ADDRESS = IFA_F_DADFAILED | IFA_F_DEPRECATED | IFA_F_TENTATIVE
+RT_SCOPE_UNIVERSE = 0
+USER_HZ = 100  # rta_expires of RTA_CACHEINFO counts in clock ticks
 DUMP_ATTEMPTS = 5
 RESYNC_PAUSE_S = 0.2
 RESYNC_PAUSE_MAX_S = 5.0
@@ -80,6 +97,40 @@ class Message(Protocol):
 
 
 @dataclass
+class Addresses:
+    """An interface's addresses pingu may probe from: its IPv4 ones (the first is used),
+    and its global IPv6 ones with their IFA_F_* flags (one neither tentative, deprecated
+    nor failed is used; a stable one before a temporary one)."""
+
+    ipv4: list[str] = field(default_factory=list)
+    ipv6: dict[str, int] = field(default_factory=dict)
+
+    def source(self, family: Family) -> str | None:
+        if family is Family.IPV4:
+            return self.ipv4[0] if self.ipv4 else None
+        usable = [(flags & IFA_F_TEMPORARY, a) for a, flags in self.ipv6.items()]
+        usable = [(t, a) for t, a in usable if not self.ipv6[a] & _UNUSABLE_ADDRESS]
+        return min(usable)[1] if usable else None
+
+    def update(self, msg: Message, *, added: bool) -> None:
+        """Follow RTM_NEWADDR / RTM_DELADDR (an IPv6 address's flags change as its
+        duplicate address detection ends: a new RTM_NEWADDR)."""
+        family = FAMILIES.get(msg.get("family"))
+        if family is Family.IPV4:
+            address = own_address(msg)
+            if added and address not in self.ipv4:
+                self.ipv4.append(address)
+            elif not added and address in self.ipv4:
+                self.ipv4.remove(address)
+        elif family is Family.IPV6 and int(msg.get("scope") or 0) == RT_SCOPE_UNIVERSE:
+            address = str(msg.get("address"))
+            if added:
+                self.ipv6[address] = address_flags(msg)
+            else:
+                self.ipv6.pop(address, None)
+
+
+@dataclass
 class LinkInfo:
     """What the adapter remembers of a link, to name routes and carry addresses."""
 
@@ -89,6 +140,7 @@ class LinkInfo:
     admin_up: bool
     point_to_point: bool
     address: str | None = None
+    address6: str | None = None
 
     def event(self) -> LinkChanged:
         return LinkChanged(
@@ -98,18 +150,21 @@ class LinkInfo:
             self.admin_up,
             self.point_to_point,
             self.address,
+            self.address6,
         )
 
 
-def link_info(msg: Message, address: str | None) -> LinkInfo:
+def link_info(msg: Message, addresses: Addresses | None) -> LinkInfo:
     """A link message as the adapter's record of it."""
+    known = addresses or Addresses()
     return LinkInfo(
         ifindex=int(msg["index"]),
         ifname=str(msg.get("ifname")),
         carrier=bool(msg.get("carrier", 0)),
         admin_up=bool(msg["flags"] & IFF_UP),
         point_to_point=int(msg["ifi_type"]) != ARPHRD_ETHER,
-        address=address,
+        address=known.source(Family.IPV4),
+        address6=known.source(Family.IPV6),
     )
 
 
@@ -119,10 +174,18 @@ def own_address(msg: Message) -> str:
     return str(msg.get("local") or msg.get("address"))
 
 
+def address_flags(msg: Message) -> int:
+    """IFA_FLAGS (32 bits) when the kernel gives it, else ifa_flags (8 bits)."""
+    flags = msg.get("IFA_FLAGS")
+    return int(flags if flags is not None else msg["flags"])
+
+
 def route_of(msg: Message, names: Callable[[int], str | None]) -> Route | None:
-    """An IPv4 default route message as a domain Route, with every attribute a restore
-    needs (source, onlink, route metrics); None for anything pingu ignores."""
-    if msg.get("family") != socket.AF_INET or msg.get("dst_len") != 0:
+    """A default route message (IPv4 or IPv6) as a domain Route, with every attribute a
+    restore needs (source, onlink, route metrics, preference, lifetime left); None for
+    anything pingu ignores."""
+    family = FAMILIES.get(msg.get("family"))
+    if family is None or msg.get("dst_len") != 0:
         return None
     oif = msg.get("oif")
     if oif is None:  # multipath or blackhole: not an uplink's route
@@ -138,7 +201,16 @@ def route_of(msg: Message, names: Callable[[int], str | None]) -> Route | None:
         scope=int(msg.get("scope") or 0),
         tos=int(msg.get("tos") or 0),
         attributes=route_attributes(msg),
+        family=family,
+        expires=lifetime_left(msg),
     )
+
+
+def lifetime_left(msg: Message) -> float | None:
+    """Seconds an IPv6 route that ends by itself (a router advertisement's) has left."""
+    cache = msg.get("cacheinfo")
+    ticks = int(cache.get("rta_expires") or 0) if cache is not None else 0
+    return ticks / USER_HZ if ticks > 0 else None
 
 
 def route_attributes(msg: Message) -> RouteAttributes:
@@ -149,10 +221,12 @@ def route_attributes(msg: Message) -> RouteAttributes:
         if isinstance(name, str) and name.startswith(_RTAX_PREFIX) and isinstance(value, int):
             metrics.append((name.removeprefix(_RTAX_PREFIX).lower(), value))
     prefsrc = msg.get("prefsrc")
+    pref = msg.get("pref")
     return RouteAttributes(
         prefsrc=str(prefsrc) if prefsrc else None,
         onlink=bool(int(msg.get("flags") or 0) & RTNH_F_ONLINK),
         metrics=tuple(sorted(metrics)),
+        pref=int(pref) if pref is not None and msg.get("family") == socket.AF_INET6 else None,
     )
 
 
@@ -166,13 +240,13 @@ def route_spec(route: Route) -> dict[str, Any]:
     """The exact netlink key of a route, with its attributes, so that a change touches that
     route and no other (the kernel matches source and metrics too when deleting)."""
     spec: dict[str, Any] = {
-        "dst": "0.0.0.0/0",
+        "dst": DEFAULT_DESTINATION[route.family],
         "oif": route.ifindex,
         "priority": route.metric,
         "proto": route.proto,
         "table": route.table,
         "scope": route.scope,
-        "family": socket.AF_INET,
+        "family": ADDRESS_FAMILIES[route.family],
     }
     if route.tos:
         spec["tos"] = route.tos
@@ -185,7 +259,17 @@ def route_spec(route: Route) -> dict[str, Any]:
         spec["flags"] = RTNH_F_ONLINK
     if attributes.metrics:
         spec["metrics"] = {_RTAX_PREFIX + name.upper(): value for name, value in attributes.metrics}
+    if attributes.pref is not None:
+        spec["pref"] = attributes.pref
     return spec
+
+
+def with_lifetime(spec: dict[str, Any], route: Route) -> dict[str, Any]:
+    """The spec of a route to add that ends by itself after `route.expires` seconds."""
+    if route.expires is None:
+        return spec
+    # pyroute2 encodes RTA_EXPIRES as raw bytes: a u32 of seconds in host order.
+    return {**spec, "expires": struct.pack("=I", max(1, round(route.expires)))}
 
 
 class NetlinkRouteTable:
@@ -194,7 +278,7 @@ class NetlinkRouteTable:
     def __init__(self, netns: str | None = None) -> None:
         self._netns = netns
         self._links: dict[int, LinkInfo] = {}
-        self._addresses: dict[int, str] = {}
+        self._addresses: dict[int, Addresses] = {}
         self._requests: AsyncIPRoute | None = None
         self.resyncs = 0
 
@@ -235,23 +319,24 @@ class NetlinkRouteTable:
 
     async def _dump(self, initial: bool) -> TableSnapshot:
         ipr = await self._request_socket()
-        addresses: dict[int, str] = {}
-        async for msg in await ipr.addr("dump", family=socket.AF_INET):
-            addresses.setdefault(int(msg["index"]), own_address(msg))
+        addresses: dict[int, Addresses] = {}
+        for number in FAMILIES:
+            async for msg in await ipr.addr("dump", family=number):
+                addresses.setdefault(int(msg["index"]), Addresses()).update(msg, added=True)
         links: dict[int, LinkInfo] = {}
         async for msg in await ipr.link("dump"):
-            info = link_info(msg, None)
-            info.address = addresses.get(info.ifindex)
-            links[info.ifindex] = info
+            index = int(msg["index"])
+            links[index] = link_info(msg, addresses.get(index))
         self._links, self._addresses = links, addresses
         routes: list[Route] = []
-        # An explicit (empty) dump_filter sends `table` to the kernel (strict checking),
-        # instead of matching it in Python over every route of every table.
-        dump = await ipr.route("dump", dump_filter={}, family=socket.AF_INET, table=MAIN_TABLE)
-        async for msg in dump:
-            route = route_of(msg, self.name_of)
-            if route is not None:
-                routes.append(route)
+        for number in FAMILIES:
+            # An explicit (empty) dump_filter sends `table` to the kernel (strict checking),
+            # instead of matching it in Python over every route of every table.
+            dump = await ipr.route("dump", dump_filter={}, family=number, table=MAIN_TABLE)
+            async for msg in dump:
+                route = route_of(msg, self.name_of)
+                if route is not None:
+                    routes.append(route)
         return TableSnapshot(tuple(i.event() for i in links.values()), tuple(routes), initial)
 
     async def events(self) -> AsyncIterator[Event | Resync]:
@@ -317,15 +402,15 @@ class NetlinkRouteTable:
 
     def _address_changed(self, msg: Message, added: bool) -> list[Event]:
         index = int(msg["index"])
-        address = own_address(msg)
-        if added:
-            self._addresses.setdefault(index, address)
-        elif self._addresses.get(index) == address:
-            del self._addresses[index]
+        addresses = self._addresses.setdefault(index, Addresses())
+        addresses.update(msg, added=added)
         info = self._links.get(index)
-        if info is None or info.address == self._addresses.get(index):
+        if info is None:
             return []
-        info.address = self._addresses.get(index)
+        sources = (addresses.source(Family.IPV4), addresses.source(Family.IPV6))
+        if (info.address, info.address6) == sources:
+            return []
+        info.address, info.address6 = sources
         return [info.event()]
 
     # -- writing -------------------------------------------------------------------------
@@ -344,8 +429,11 @@ class NetlinkRouteTable:
 
     async def _change(self, command: str, route: Route, ok: set[int]) -> None:
         ipr = await self._request_socket()
+        spec = route_spec(route)
         try:
-            await ipr.route(command, **route_spec(route))
+            await ipr.route(
+                command, **(with_lifetime(spec, route) if command == "append" else spec)
+            )
         except NetlinkError as error:
             if error.code in ok:
                 log.debug("%s %s: %s (nothing to do)", command, route.describe(), error)

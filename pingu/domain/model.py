@@ -32,12 +32,17 @@ class RouteAttributes:
     prefsrc: str | None = None
     onlink: bool = False
     metrics: tuple[tuple[str, int], ...] = ()
+    pref: int | None = None  # IPv6: the router preference it was advertised with (RTA_PREF)
 
     def describe(self) -> str:
         words = [f"src {self.prefsrc}"] if self.prefsrc else []
         words += [f"{name} {value}" for name, value in self.metrics]
         words += ["onlink"] if self.onlink else []
+        words += [f"pref {_PREFERENCES.get(self.pref, self.pref)}"] if self.pref is not None else []
         return " ".join(words)
+
+
+_PREFERENCES = {0: "medium", 1: "high", 3: "low"}
 
 
 NO_ATTRIBUTES = RouteAttributes()

@@ -117,6 +117,8 @@ def _attributes_document(attributes: RouteAttributes) -> dict[str, object]:
         document["prefsrc"] = attributes.prefsrc
     if attributes.onlink:
         document["onlink"] = True
+    if attributes.pref is not None:
+        document["pref"] = attributes.pref
     return document
 
 
@@ -240,14 +242,17 @@ def _attributes(name: str, value: dict[object, object]) -> RouteAttributes:
     onlink = document.get("onlink", False)
     if not isinstance(onlink, bool):
         raise StateError(f"uplink {name}: onlink {onlink!r} is not true or false")
+    pref = document.get("pref")
+    if pref is not None:
+        pref = _integer(name, "pref", pref, 3)
     metrics: list[tuple[str, int]] = []
     for key, number in document.items():
-        if key in ("prefsrc", "onlink"):
+        if key in ("prefsrc", "onlink", "pref"):
             continue
         if not isinstance(key, str) or not key or not set(key) <= _METRIC_NAME_CHARS:
             raise StateError(f"uplink {name}: {key!r} is not a route metric name")
         metrics.append((key, _integer(name, key, number, _MAX_U32)))
-    return RouteAttributes(prefsrc, onlink, tuple(sorted(metrics)))
+    return RouteAttributes(prefsrc, onlink, tuple(sorted(metrics)), pref)
 
 
 def _integer(name: str, key: str, value: object, hi: int) -> int:

@@ -32,7 +32,7 @@ from pingu.domain.events import (
     TableSnapshot,
     TimerFired,
 )
-from pingu.domain.model import RoundResult, Route, TargetResult
+from pingu.domain.model import Family, RoundResult, Route, TargetResult
 from pingu.domain.ports import Resync, RouteChangeFailed
 from pingu.domain.reports import (
     StateChanged,
@@ -41,6 +41,7 @@ from pingu.domain.state import StateError
 
 PROTO = 136
 TARGET = "203.0.113.10"
+TARGET6 = "2001:db8:ffff::10"
 
 
 class FakeClock:
@@ -148,7 +149,8 @@ class Driver:
         self.kernel = FakeKernel()
         self.core = Core(cfg, self.clock.monotonic())
         self.log: list[Output] = []
-        self.rounds: dict[str, int] = {}  # the round each uplink was last asked for
+        self.rounds: dict[str, int] = {}  # the round each uplink was last asked for (IPv4)
+        self.rounds6: dict[str, int] = {}  # and in IPv6
 
     def send(self, event: Event) -> list[Output]:
         """Feed `event` (its effect on the table first), carry out the commands, report
@@ -174,7 +176,8 @@ class Driver:
                 done += [*each.reports, *each.actions]
                 for action in each.actions:
                     if isinstance(action, StartProbe):
-                        self.rounds[action.uplink] = action.round_id
+                        rounds = self.rounds6 if action.family is Family.IPV6 else self.rounds
+                        rounds[action.uplink] = action.round_id
                     answer = self.kernel.apply(action)
                     if answer is not None:
                         answers.append(answer)
@@ -188,7 +191,15 @@ class Driver:
         return self.carry_out(self.core.reconfigure(cfg, self.clock.monotonic()))
 
     def link(self, ifname: str, carrier: bool = True, p2p: bool = False) -> list[Output]:
-        event = LinkChanged(IFINDEX[ifname], ifname, carrier, True, p2p, "100.64.0.2")
+        event = LinkChanged(
+            IFINDEX[ifname],
+            ifname,
+            carrier,
+            True,
+            p2p,
+            "100.64.0.2",
+            f"2001:db8:{IFINDEX[ifname]}::2",
+        )
         return self.send(event)
 
     def unplug(self, ifname: str) -> list[Output]:
@@ -201,7 +212,12 @@ class Driver:
         self.clock.advance(seconds)
         return self.send(TimerFired())
 
-    def finish(self, ifname: str, result: RoundResult | None = None) -> list[Output]:
+    def finish(
+        self, ifname: str, result: RoundResult | None = None, family: Family = Family.IPV4
+    ) -> list[Output]:
+        if family is Family.IPV6:
+            done = result or round_result(target=TARGET6)
+            return self.send(ProbeFinished(ifname, done, self.rounds6.get(ifname, 0), family))
         return self.send(
             ProbeFinished(ifname, result or round_result(), self.rounds.get(ifname, 0))
         )

@@ -38,8 +38,10 @@ def samples(text: str) -> Samples:
     }
 
 
-def of(found: Samples, name: str, uplink: str | None = None) -> float:
-    return found[(name, (("uplink", uplink),) if uplink else ())]
+def of(found: Samples, name: str, uplink: str | None = None, family: str = "ipv4") -> float:
+    """A sample of `uplink` in `family` (every per-uplink metric says which family)."""
+    labels = (("family", family), ("uplink", uplink)) if uplink else (("family", family),)
+    return found[(name, labels)]
 
 
 @contextlib.contextmanager
@@ -72,7 +74,7 @@ def test_scrape_has_build_info_and_every_uplink() -> None:
     build = next(k for k in found if k[0] == "pingu_build_info")
     assert dict(build[1])["version"] == __version__
     assert "python" in dict(build[1])
-    assert 'pingu_uplink_up{uplink="wan1"} 0.0' in text
+    assert 'pingu_uplink_up{family="ipv4",uplink="wan1"} 0.0' in text
     assert of(found, "pingu_uplink_up", "wan2") == 1.0
     assert of(found, "pingu_uplink_up", "ppp0") == 0.0  # rising: not routed yet
     assert of(found, "pingu_uplink_route_installed", "wan1") == 0.0
@@ -89,7 +91,7 @@ def test_scrape_has_build_info_and_every_uplink() -> None:
     assert of(found, "pingu_uplink_state_changes_total", "wan1") == 1
     assert of(found, "pingu_uplink_reset_script_runs_total", "wan1") == 1
     assert of(found, "pingu_all_down") == 0.0
-    assert of(found, "pingu_status_stale") == 0.0
+    assert found[("pingu_status_stale", ())] == 0.0
     assert "# TYPE pingu_uplink_rounds_total counter" in text
 
 
@@ -127,8 +129,8 @@ def test_a_stalled_loop_serves_the_last_good_status_marked_stale() -> None:
             stale = generate_latest(registry).decode()
         finally:
             released.set()
-    assert of(samples(fresh), "pingu_status_stale") == 0.0
-    assert of(samples(stale), "pingu_status_stale") == 1.0
+    assert samples(fresh)[("pingu_status_stale", ())] == 0.0
+    assert samples(stale)[("pingu_status_stale", ())] == 1.0
     assert stale.replace("pingu_status_stale 1.0", "pingu_status_stale 0.0") == fresh
 
 
