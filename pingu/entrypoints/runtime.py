@@ -62,6 +62,7 @@ from pingu.entrypoints.persistence import Keeper
 log = logging.getLogger("pingu")
 
 STOP_TIMEOUT_S = 5.0
+SUBSCRIBE_TIMEOUT_S = 5.0  # start-up waits this long at most for the route monitor
 MONITOR_RESTART_S = 1.0
 # Reports of routes added lead to more changes (a captured route deleted once pingu's is
 # in); the core needs two levels at most; anything deeper is a defect, cut and logged.
@@ -129,6 +130,10 @@ class Daemon:
         self._rounds: dict[str, asyncio.Task[None]] = {}
         self._status_line = ""
         self._reloader = ConfigReloader()
+        # Set by the monitor's first subscription; until start-up has read the table, the
+        # monitor's first Resync is that read's job, not the decider's.
+        self._subscribed = asyncio.Event()
+        self._startup_read = False
 
     def request_stop(self) -> None:
         self.queue.put_nowait(_Stop())
@@ -141,8 +146,18 @@ class Daemon:
     async def run(self) -> None:
         """Run until `request_stop`; then stop rounds and scripts and leave the table."""
         self.keeper.load(self.clock.monotonic())
-        await self._start_up()
+        # Subscribe before the start-up read: a change between the two is then both in the
+        # read and queued as an event, never in neither.
         monitor = asyncio.create_task(self._monitor(), name="netlink-monitor")
+        try:
+            await asyncio.wait_for(self._subscribed.wait(), SUBSCRIBE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "start-up: the route monitor did not subscribe within %.0f s; going on, "
+                "its first dump will be compared with the table when it does",
+                SUBSCRIBE_TIMEOUT_S,
+            )
+        await self._start_up()
         watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
         try:
             await self._decide()
@@ -161,6 +176,7 @@ class Daemon:
 
     async def _start_up(self) -> None:
         """Capture what the table holds now, so READY=1 means routes are in pingu's hands."""
+        self._startup_read = True
         try:
             snapshot = await self.route_table.snapshot(initial=True)
         except Exception:
@@ -342,6 +358,10 @@ class Daemon:
         while True:
             try:
                 async for event in self.route_table.events():
+                    if isinstance(event, Resync) and not self._subscribed.is_set():
+                        self._subscribed.set()
+                        if not self._startup_read:
+                            continue  # the start-up read, about to happen, covers it
                     self.queue.put_nowait(event)
             except asyncio.CancelledError:
                 raise

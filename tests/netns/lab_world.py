@@ -58,7 +58,11 @@ TABLES = {"main": 254, "default": 253, "local": 255}
 SECONDS_COLUMNS = ("period", "reset_script_grace_period")
 COLUMNS = ("uplink", "metric", "fall", "rise", "reset_script", *SECONDS_COLUMNS)
 
-EVENT = re.compile(r" DEBUG event (?P<kind>\w+)\((?P<args>.*)\)$")
+# What starts a batch of the daemon's log: an event it handles, or a check of the whole
+# table (whose repairs are logged after it, like an event's effects).
+EVENT = re.compile(
+    r" DEBUG (?:event (?P<kind>\w+)\((?P<args>.*)\)|(?P<check>table check) \((?P<why>.*)\): .*)$"
+)
 CHANGE = re.compile(r" (installed|removed|restored) default | deleted captured | captured default ")
 STARTED = re.compile(r" (?P<uplink>[\w.-]+): started \w+ script ")
 ECHO_LINE = re.compile(r" (?P<uplink>[\w.-]+): echo \d+ to \S+ via (?P<gateway>\S+): ")
@@ -139,7 +143,8 @@ def batch_at(lines: list[str], start: int) -> Batch:
     event = EVENT.search(lines[start])
     assert event is not None, lines[start]
     end = next((i for i in range(start + 1, len(lines)) if EVENT.search(lines[i])), len(lines))
-    return Batch(start, end, event["kind"], event["args"], tuple(lines[start:end]))
+    kind, args = ("TableCheck", event["why"]) if event["check"] else (event["kind"], event["args"])
+    return Batch(start, end, kind, args, tuple(lines[start:end]))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import dataclasses
 import json
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from dependency_injector import providers
@@ -16,8 +16,9 @@ from dependency_injector import providers
 from pingu.adapters.config_file import load_config
 from pingu.adapters.systemd import Notifier
 from pingu.domain.config import Config, OnExit
-from pingu.domain.events import Event, LinkChanged, RouteAppeared
+from pingu.domain.events import Event, LinkChanged, RouteAppeared, TableSnapshot
 from pingu.domain.model import RoundResult, Route
+from pingu.domain.ports import Resync
 from pingu.entrypoints.containers import Adapters
 from pingu.entrypoints.runtime import Daemon, configure_logging
 from tests.unit.fakes import (
@@ -385,3 +386,46 @@ def test_reload_keeps_restart_only_settings_until_a_restart(tmp_path, caplog) ->
     assert daemon.config.uplinks[0].count == 7
     assert (daemon.config.state_file, daemon.config.metrics) == (None, None)
     assert "reload: state_file, metrics take effect at the next restart" in caplog.text
+
+
+class SubscribeFirstTable(FakeRouteTable):
+    """Records whether the monitor had subscribed when the start-up read came; its
+    subscription, not the read, sees the DHCP route arrive (as it may, between the two)."""
+
+    def __init__(self) -> None:
+        super().__init__(EVENTS[:1])
+        self.order: list[str] = []
+
+    async def snapshot(self, *, initial: bool = False) -> TableSnapshot:
+        self.order.append("read")
+        return await super().snapshot(initial=initial)
+
+    async def events(self) -> AsyncIterator[Event | Resync]:
+        self.order.append("subscribed")
+        yield Resync()
+        yield EVENTS[1]
+        await asyncio.Event().wait()
+
+
+def test_the_monitor_subscribes_before_the_start_up_read_so_no_change_falls_between(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> SubscribeFirstTable:
+        table = SubscribeFirstTable()
+        daemon = Daemon(
+            config(uplink("wan1", 100, period=0.05)),
+            table,
+            FakeProber([]),
+            FakeScripts(),
+            RealClock(),
+        )
+        with caplog.at_level(logging.DEBUG, logger="pingu"):
+            await run_until(daemon, lambda: bool(table.calls))
+        return table
+
+    table = asyncio.run(scenario())
+    assert table.order == ["subscribed", "read"]
+    own = Route(2, "wan1", "192.0.2.1", 100, PROTO)
+    assert table.calls[:2] == [("install", own), ("delete", dhcp_route("wan1", "192.0.2.1"))]
+    # The monitor's first Resync was the start-up read's: no second table check at once.
+    assert not [r for r in caplog.records if "table check" in r.getMessage()]
