@@ -33,7 +33,9 @@ def render(config: Config) -> str:
     lines.extend(f"warning: {warning}" for warning in config.warnings)
     if config.gateways_file is not None:
         lines.append(gateways_line(config.gateways_file, config))
-    lines.extend(timing_line(uplink) for uplink in config.uplinks)
+    for uplink in config.uplinks:
+        lines.append(families_line(uplink))
+        lines.append(timing_line(uplink))
     return "\n".join(lines) + "\n"
 
 
@@ -50,6 +52,19 @@ def gateways_line(path: str, config: Config) -> str:
         f"gateways_file {path}: {describe_gateways(known)}; taken at start-up for uplinks "
         "whose gateway the state file does not know, each routed once a round through it passes"
     )
+
+
+def families_line(uplink: UplinkConfig) -> str:
+    """`wan1: managed in ipv4 (1 target, 1 must pass) and ipv6 (2 targets, 1 must pass)`:
+    each family judged on its own, with its own route."""
+    parts = []
+    for family in uplink.families:
+        count = len(uplink.targets_of(family))
+        parts.append(
+            f"{family.label} ({count} target{'' if count == 1 else 's'}, "
+            f"{uplink.quorum(family)} must pass)"
+        )
+    return f"{uplink.name}: managed in {' and '.join(parts)}"
 
 
 def timing_line(uplink: UplinkConfig) -> str:

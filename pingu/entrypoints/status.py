@@ -194,21 +194,39 @@ def render(document: Mapping[str, Any], now: float | None = None) -> str:
     return "\n".join(lines)
 
 
+def _paths(uplink: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """An uplink's paths as (label, fields): `wan1` alone when it is managed in IPv4
+    only (or the daemon predates families), else `wan1/ipv4`, `wan1/ipv6`."""
+    families: Mapping[str, Mapping[str, Any]] = uplink.get("families") or {}
+    if not families or list(families) == ["ipv4"]:
+        return [(uplink["name"], uplink)]
+    return [(f"{uplink['name']}/{family}", path) for family, path in families.items()]
+
+
 def _header(document: Mapping[str, Any]) -> str:
     uplinks: Sequence[Mapping[str, Any]] = document["uplinks"]
-    routed = sum(1 for u in uplinks if u.get("route_installed"))
+    paths = [path for u in uplinks for _, path in _paths(u)]
+    routed = sum(1 for path in paths if path.get("route_installed"))
+    single = len(paths) == len(uplinks) and all(len(_paths(u)) == 1 for u in uplinks)
+    counted = f"{len(uplinks)} uplinks" if single else f"{len(paths)} uplink families"
     parts = [
         f"pingu {document.get('version', '?')}",
         f"pid {document.get('pid', '?')}",
         f"up {duration(document.get('uptime_s'))}",
-        f"{routed} of {len(uplinks)} uplinks routed",
+        f"{routed} of {counted} routed",
     ]
-    if document.get("all_down"):
-        kept = document.get("last_resort")
-        parts.append(
-            f"ALL DOWN: last resort {kept}'s route kept" if kept else "ALL DOWN: no route left"
-        )
+    families: Mapping[str, Mapping[str, Any]] = document.get("families") or {}
+    if len(families) > 1:
+        for family, state in families.items():
+            if state.get("all_down"):
+                parts.append(f"ALL DOWN in {family}: {_left(state.get('last_resort'))}")
+    elif document.get("all_down"):
+        parts.append(f"ALL DOWN: {_left(document.get('last_resort'))}")
     return " | ".join(parts)
+
+
+def _left(kept: str | None) -> str:
+    return f"last resort {kept}'s route kept" if kept else "no route left"
 
 
 def _uplink_block(uplink: Mapping[str, Any], now: float) -> list[str]:
@@ -218,21 +236,25 @@ def _uplink_block(uplink: Mapping[str, Any], now: float) -> list[str]:
         trouble = " (interface absent)"
     elif link.get("carrier") is False:
         trouble = " (no carrier)"
-    lines = [f"{uplink['name']}  {uplink['state']} for {duration(uplink.get('since_s'))}{trouble}"]
-    rows: list[tuple[str, str]] = [
-        ("why", uplink.get("why") or "-"),
-        ("gateway", _gateway(uplink)),
-        ("route", _route(uplink)),
-        ("last round", _last_round(uplink.get("last_round"), now)),
-    ]
-    targets = (uplink.get("last_round") or {}).get("targets") or []
-    rows.extend(("", _target(t)) for t in targets)
-    rows.append(("next round", _next_round(uplink)))
-    rows.append(("reset script", _reset_script(uplink.get("reset_script") or {}, now)))
-    counters = uplink.get("counters")
-    if counters:
-        rows.append(("counters", _counters(counters)))
-    lines.extend(f"  {key:<13}{value}".rstrip() for key, value in rows)
+    lines: list[str] = []
+    for label, path in _paths(uplink):
+        if lines:
+            lines.append("")
+        lines.append(f"{label}  {path['state']} for {duration(path.get('since_s'))}{trouble}")
+        rows: list[tuple[str, str]] = [
+            ("why", path.get("why") or "-"),
+            ("gateway", _gateway(path)),
+            ("route", _route(path, uplink.get("metric"))),
+            ("last round", _last_round(path.get("last_round"), now)),
+        ]
+        targets = (path.get("last_round") or {}).get("targets") or []
+        rows.extend(("", _target(t)) for t in targets)
+        rows.append(("next round", _next_round(path)))
+        rows.append(("reset script", _reset_script(uplink.get("reset_script") or {}, now)))
+        counters = path.get("counters")
+        if counters:
+            rows.append(("counters", _counters(counters)))
+        lines.extend(f"  {key:<13}{value}".rstrip() for key, value in rows)
     return lines
 
 
@@ -242,9 +264,8 @@ def _gateway(uplink: Mapping[str, Any]) -> str:
     return uplink.get("gateway") or "none (point-to-point)"
 
 
-def _route(uplink: Mapping[str, Any]) -> str:
-    metric = uplink.get("metric")
-    if uplink.get("route_installed"):
+def _route(path: Mapping[str, Any], metric: object) -> str:
+    if path.get("route_installed"):
         return f"installed, metric {metric}"
     return f"not installed (metric {metric})"
 

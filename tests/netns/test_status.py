@@ -110,8 +110,8 @@ def test_status_and_metrics_follow_a_failover(lab_factory: LabFactory, tmp_path:
         assert target["address"] == lab.targets[0]
 
         before = scrape(lab)
-        assert 'pingu_uplink_up{uplink="wan1"} 1.0' in before
-        assert 'pingu_uplink_route_installed{uplink="wan1"} 1.0' in before
+        assert 'pingu_uplink_up{family="ipv4",uplink="wan1"} 1.0' in before
+        assert 'pingu_uplink_route_installed{family="ipv4",uplink="wan1"} 1.0' in before
         assert "pingu_all_down 0.0" in before
         assert re.search(r'^pingu_build_info\{.*version="', before, re.MULTILINE)
         rounds_before = sample(before, "pingu_uplink_rounds_total", "wan1")
@@ -139,9 +139,9 @@ def test_status_and_metrics_follow_a_failover(lab_factory: LabFactory, tmp_path:
         assert f"gateway      {lab.gateway('wan2')}" in table.stdout
 
         after = scrape(lab)
-        assert 'pingu_uplink_up{uplink="wan1"} 0.0' in after
-        assert 'pingu_uplink_route_installed{uplink="wan1"} 0.0' in after
-        assert 'pingu_uplink_up{uplink="wan2"} 1.0' in after
+        assert 'pingu_uplink_up{family="ipv4",uplink="wan1"} 0.0' in after
+        assert 'pingu_uplink_route_installed{family="ipv4",uplink="wan1"} 0.0' in after
+        assert 'pingu_uplink_up{family="ipv4",uplink="wan2"} 1.0' in after
         # A failed round lost more than max_lost (2) of at most 5 echoes.
         assert 0.6 <= sample(after, "pingu_uplink_last_loss_ratio", "wan1") <= 1.0
         assert sample(after, "pingu_uplink_rounds_total", "wan1") > rounds_before

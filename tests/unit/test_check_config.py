@@ -67,16 +67,18 @@ def test_valid_config_prints_effective_settings_warnings_and_timings(tmp_path):
     lines = rest.splitlines()
     assert lines[0].startswith("warning: proto 12 is the number of 'bird' routes")
     assert lines[1].startswith("warning: interfaces.wan2: a round can last 10 s")
-    assert lines[2] == (
+    assert lines[2] == "wan1: managed in ipv4 (1 target, 1 must pass)"
+    assert lines[3] == (
         "wan1: dead uplink detected within 7.0 s, recovered one back within 8.0 s "
         "(period 5 s, fall 1, rise 1)"
     )
     # L = 9*1 + 1 = 10, P = 10, F = 2*1 + 1 = 3: 3*10 + 3, 1*10 + 10
-    assert lines[3] == (
+    assert lines[4] == "wan2: managed in ipv4 (1 target, 1 must pass)"
+    assert lines[5] == (
         "wan2: dead uplink detected within 33.0 s, recovered one back within 20.0 s "
         "(period 2.5 s, fall 3, rise 1)"
     )
-    assert len(lines) == 4
+    assert len(lines) == 6
 
 
 def test_problems_go_to_err_with_exit_code_1(tmp_path):
@@ -116,3 +118,25 @@ def test_timing_line_shows_fractions():
         "ppp0: dead uplink detected within 6.25 s, recovered one back within 6.75 s "
         "(period 5 s, fall 1, rise 1)"
     )
+
+
+def test_each_uplink_shows_its_families_with_their_own_quorum(tmp_path):
+    path = write(
+        tmp_path,
+        {
+            "host": ["203.0.113.10", "2001:db8:ffff::10", "2001:db8:ffff::11"],
+            "interfaces": {
+                "wan1": {"metric": 100, "min_hosts_up": 2},
+                "wan2": {"metric": 200, "host": ["2001:db8:ffff::12"]},
+            },
+        },
+    )
+
+    code, out, _ = run(path)
+
+    assert code == 0
+    lines = out.splitlines()
+    assert (
+        "wan1: managed in ipv4 (1 target, 1 must pass) and ipv6 (2 targets, 2 must pass)" in lines
+    )
+    assert "wan2: managed in ipv6 (1 target, 1 must pass)" in lines

@@ -3,9 +3,13 @@ and the log lines of a decision, from the core's frozen view."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 from pingu.domain.commands import DeleteCapturedRoute, InstallOwnRoute, RemoveOwnRoute
 from pingu.domain.core import Core
 from pingu.domain.events import ProbeFinished, RouteAppeared
+from pingu.domain.model import Family
 from pingu.domain.views import (
     Clocks,
     Level,
@@ -15,7 +19,8 @@ from pingu.domain.views import (
     status_document,
     summary_line,
 )
-from tests.unit.fakes import dhcp_route, round_result
+from pingu.entrypoints.status import render
+from tests.unit.fakes import TARGET, TARGET6, Driver, config, dhcp_route, round_result, uplink
 from tests.unit.test_core import GW1, GW2, own, two_uplinks
 
 CLOCKS = Clocks(started_mono=1000.0, started_wall=1_800_000_000.0)
@@ -102,3 +107,38 @@ def test_actions_no_state_change_tells_of_are_logged_at_info() -> None:
     )
     deleted = narrate([DeleteCapturedRoute(route)], [], driver.core.view()).actions
     assert deleted == (Line(Level.DEBUG, f"deleted captured {route.describe()}"),)
+
+
+def test_pingu_status_shows_each_family_of_a_dual_stack_uplink_as_a_block() -> None:
+    targets = (TARGET, TARGET6)
+    driver = Driver(config(uplink("wan1", 100, targets=targets), uplink("wan2", 200)))
+    driver.link("wan1")
+    driver.capture("wan1", GW1)
+    ra = dataclasses.replace(dhcp_route("wan1", "fe80::1"), proto=9, family=Family.IPV6)
+    driver.send(RouteAppeared(ra))
+    driver.link("wan2")
+    driver.capture("wan2", GW2)
+    driver.finish("wan1")
+    driver.finish("wan1", round_result(received=0, target=TARGET6), Family.IPV6)
+    document = status_document(
+        driver.core.view(), now=driver.clock.now, clocks=CLOCKS, version="9.9", pid=42
+    )
+
+    lines = render(json.loads(json.dumps(document)), now=CLOCKS.started_wall).splitlines()
+
+    assert lines[0] == (
+        "pingu 9.9 | pid 42 | up 0.0s | 2 of 3 uplink families routed"
+        " | ALL DOWN in ipv6: no route left"
+    )
+    ipv4 = lines.index("wan1/ipv4  up for 0.0s")
+    ipv6 = lines.index("wan1/ipv6  down for 0.0s")
+    assert lines[ipv4 + 2 : ipv4 + 4] == [
+        f"  gateway      {GW1}",
+        "  route        installed, metric 100",
+    ]
+    assert lines[ipv6 + 1] == f"  why          {TARGET6}: 5/5 lost, no reply"
+    assert lines[ipv6 + 2 : ipv6 + 4] == [
+        "  gateway      fe80::1",
+        "  route        not installed (metric 100)",
+    ]
+    assert "wan2  up for 0.0s" in lines  # an IPv4-only uplink is shown as before
