@@ -199,7 +199,9 @@ def test_every_feature_works_under_the_units_capability_set(
     # Metrics, read from the daemon as it is now.
     metrics = scrape(lab)
     assert 'pingu_uplink_up{family="ipv4",uplink="wan1"} 1.0' in metrics
-    assert re.search(r'^pingu_uplink_rounds_total\{uplink="wan2"\} [1-9]', metrics, re.M)
+    assert re.search(
+        r'^pingu_uplink_rounds_total\{family="ipv4",uplink="wan2"\} [1-9]', metrics, re.M
+    )
 
     # The state file: written, root-only, in a directory made root-only.
     state = Path(config["state_file"])

@@ -60,7 +60,7 @@ def scrape(lab: Lab) -> str:
 
 
 def sample(text: str, name: str, uplink: str) -> float:
-    found = re.search(rf'^{name}{{uplink="{uplink}"}} (\S+)$', text, re.MULTILINE)
+    found = re.search(rf'^{name}{{family="ipv4",uplink="{uplink}"}} (\S+)$', text, re.MULTILINE)
     assert found, f"{name} of {uplink} not in the metrics"
     return float(found[1])
 
@@ -112,7 +112,7 @@ def test_status_and_metrics_follow_a_failover(lab_factory: LabFactory, tmp_path:
         before = scrape(lab)
         assert 'pingu_uplink_up{family="ipv4",uplink="wan1"} 1.0' in before
         assert 'pingu_uplink_route_installed{family="ipv4",uplink="wan1"} 1.0' in before
-        assert "pingu_all_down 0.0" in before
+        assert 'pingu_all_down{family="ipv4"} 0.0' in before
         assert re.search(r'^pingu_build_info\{.*version="', before, re.MULTILINE)
         rounds_before = sample(before, "pingu_uplink_rounds_total", "wan1")
         sent_before = sample(before, "pingu_uplink_echoes_sent_total", "wan1")

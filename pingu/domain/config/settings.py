@@ -99,8 +99,9 @@ HOST = Setting(
     Where.BOTH,
     Targets(),
     REQUIRED,
-    "IPv4 address, or a list",
-    "the probe target(s)",
+    "IPv4 or IPv6 address, or a list",
+    "the probe target(s); an uplink is managed in each family it has targets of (IPv4, "
+    "IPv6 or both), each family judged on its own, with its own route",
     model="targets",
     per_interface=Inherited("per-uplink probe targets", unit="address or list"),
 )
@@ -119,7 +120,8 @@ MIN_HOSTS_UP = Setting(
     Integer(),
     1,
     "targets",
-    "an uplink passes a round when at least this many targets pass",
+    "an uplink passes a round when at least this many targets pass, in each family "
+    "(capped at the number of that family's targets)",
     per_interface=Inherited("per-uplink quorum", shown="top-level value"),
 )
 INTERFACES = Setting(
