@@ -23,7 +23,7 @@ from pingu.domain.commands import (
 )
 from pingu.domain.config import InitialState, UplinkConfig
 from pingu.domain.core import Output
-from pingu.domain.events import RouteAppeared, ScriptFinished
+from pingu.domain.events import RouteAppeared, RouterAdvertised, ScriptFinished
 from pingu.domain.model import (
     MAIN_TABLE,
     SCOPE_LINK,
@@ -244,6 +244,28 @@ def up_with_lease_and_router(driver: Driver, name: str, gateway: str, router: st
 def advertisement_puts_back(driver: Driver, router: str, route: Route) -> list[Output]:
     assert route.gateway == router, f"{route} is not the route of router {router}"
     return driver.send(RouteAppeared(route))
+
+
+@when(
+    step("{name:Word}'s router {router:Word} advertises itself for {lifetime:d} seconds"),
+    target_fixture="commands",
+)
+def router_advertises(driver: Driver, name: str, router: str, lifetime: int) -> list[Output]:
+    return driver.send(RouterAdvertised(IFINDEX[name], router, lifetime))
+
+
+@when(
+    step(
+        "{name:Word}'s router {router:Word} advertises itself for {lifetime:d} seconds"
+        " after {seconds:g} seconds"
+    ),
+    target_fixture="commands",
+)
+def router_advertises_later(
+    driver: Driver, name: str, router: str, lifetime: int, seconds: float
+) -> list[Output]:
+    driver.clock.advance(seconds)
+    return driver.send(RouterAdvertised(IFINDEX[name], router, lifetime))
 
 
 @when(

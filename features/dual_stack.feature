@@ -52,3 +52,20 @@ Feature: Dual stack: each family judged on its own
     Then wan1's IPv6 goes from up to down
     And pingu removes "default via fe80::1 dev wan1 proto pingu metric 100"
     And the table still holds "default via 192.0.2.1 dev wan1 proto pingu metric 100"
+
+  Scenario: A router advertising itself again keeps its gateway past the first lifetime
+    When wan1's router fe80::1 advertises itself for 1800 seconds after 1000 seconds
+    And 1000 seconds pass without an advertisement from fe80::1
+    Then no state of wan1's IPv6 changes
+    And the table still holds "default via fe80::1 dev wan1 proto pingu metric 100"
+
+  Scenario: A router that withdraws itself (lifetime 0) takes the IPv6 route at once
+    When wan1's router fe80::1 advertises itself for 0 seconds
+    Then wan1's IPv6 goes from up to down
+    And pingu removes "default via fe80::1 dev wan1 proto pingu metric 100"
+    And the table still holds "default via 192.0.2.1 dev wan1 proto pingu metric 100"
+
+  Scenario: Another router withdrawing itself changes nothing
+    When wan1's router fe80::99 advertises itself for 0 seconds
+    Then no state of wan1's IPv6 changes
+    And no route of pingu is installed or removed

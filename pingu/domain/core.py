@@ -33,6 +33,7 @@ from pingu.domain.events import (
     ProbeFinished,
     RouteAppeared,
     RouteInstalled,
+    RouterAdvertised,
     RouteRefused,
     RouteVanished,
     ScriptFinished,
@@ -220,6 +221,8 @@ class Core:
                 self._route_refused(route)
             case TableSnapshot():
                 outputs += self._snapshot(event, now)
+            case RouterAdvertised(ifindex=ifindex, router=router, lifetime_s=lifetime):
+                outputs += self._router_advertised(ifindex, router, lifetime, now)
             case TimerFired():
                 pass
         outputs += self._expire_leases(now)
@@ -677,6 +680,31 @@ class Core:
                 outputs.append(TableRepaired(owner.name, what, owner.family))
             outputs += self._route_appeared(route, now)
         return outputs
+
+    def _router_advertised(
+        self, ifindex: int, router: str, lifetime: int, now: float
+    ) -> list[Output]:
+        """An advertisement of the router pingu uses renews its gateway, or (lifetime 0)
+        withdraws it: the IPv6 path goes down until a router's route is captured again. A
+        router the path does not use changes nothing, but a withdrawn one is not put back
+        at a stop. A router that was never in the table is not learned from here: the
+        kernel's route (if it accepts the router) is the table's truth, as in IPv4."""
+        name = self._by_index.get(ifindex)
+        path = None if name is None else self._links[name].paths.get(Family.IPV6)
+        if path is None or path.lease is None:
+            return []
+        lease = path.lease
+        if lease.gateway != router:
+            if lifetime == 0:
+                path.lease = lease.without_router(router)
+            return []
+        if lifetime > 0:
+            if lease.valid_until is not None:
+                path.lease = dataclasses.replace(lease, valid_until=now + lifetime)
+            return []
+        path.lease = None
+        reason = f"router {router} withdrew as default router (lifetime 0)"
+        return self._apply(path, Signal.GATEWAY_LOST, reason, now)
 
     def _expire_leases(self, now: float) -> list[Output]:
         """A gateway learned from a router advertisement is forgotten when its lifetime

@@ -60,6 +60,18 @@ class ProbeFinished:
 
 
 @dataclass(frozen=True)
+class RouterAdvertised:
+    """A router advertisement arrived on a link: `router` (its link-local source) offers
+    itself as default router for `lifetime_s` seconds; 0 withdraws it. The kernel adds no
+    route for a withdrawal when its route is already gone (pingu deleted it), so pingu
+    hears the advertisements themselves."""
+
+    ifindex: int
+    router: str
+    lifetime_s: int
+
+
+@dataclass(frozen=True)
 class TimerFired:
     """The clock reached a deadline the core asked for (or any later moment)."""
 
@@ -108,6 +120,7 @@ Event = (
     | LinkChanged
     | LinkVanished
     | ProbeFinished
+    | RouterAdvertised
     | TimerFired
     | ScriptFinished
     | RouteInstalled

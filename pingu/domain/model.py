@@ -117,6 +117,11 @@ class Lease:
         kept = tuple(r for r in self.captured if r.slot != route.slot or r.gateway != route.gateway)
         return Lease(self.gateway, (*kept, route), self.attributes, self.valid_until)
 
+    def without_router(self, router: str) -> Lease:
+        """This lease, forgetting the routes of `router` (another router, withdrawn)."""
+        kept = tuple(r for r in self.captured if r.gateway != router)
+        return Lease(self.gateway, kept, self.attributes, self.valid_until)
+
 
 @dataclass(frozen=True)
 class TargetResult:

@@ -9,7 +9,7 @@ from pingu.domain.commands import (
     RunScript,
     StartProbe,
 )
-from pingu.domain.events import Event, TableSnapshot
+from pingu.domain.events import Event, RouterAdvertised, TableSnapshot
 from pingu.domain.model import RoundResult, Route
 
 
@@ -45,6 +45,14 @@ class RouteTable(Protocol):
     async def remove(self, route: Route) -> None: ...
 
     async def delete_foreign(self, route: Route) -> None: ...
+
+
+class RouterAdverts(Protocol):
+    """The IPv6 router advertisements arriving on the box's links."""
+
+    def events(self) -> AsyncIterator[RouterAdvertised]:
+        """Each advertisement as it comes (validated: hop limit 255, link-local source)."""
+        ...
 
 
 class Prober(Protocol):

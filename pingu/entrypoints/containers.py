@@ -21,6 +21,7 @@ from dependency_injector import containers, providers
 
 from pingu.adapters.clock import MonotonicClock
 from pingu.adapters.netlink import NetlinkRouteTable
+from pingu.adapters.router_adverts import RouterAdvertListener
 from pingu.adapters.scripts import SubprocessScriptRunner
 from pingu.adapters.state_file import JsonStateFile, boot_id
 from pingu.adapters.systemd import Notifier
@@ -64,6 +65,7 @@ class Adapters(containers.DeclarativeContainer):
     route_table = providers.Resource(netlink_route_table)
     prober = providers.Resource(packet_prober)
     scripts = providers.Singleton(SubprocessScriptRunner)
+    router_adverts = providers.Singleton(RouterAdvertListener)
     state_store = providers.Factory(state_store)
 
 
@@ -87,6 +89,7 @@ class Application(containers.DeclarativeContainer):
         config_path=config_path,
         boot=providers.Callable(boot_id),
         notifier=notifier,
+        router_adverts=adapters.router_adverts,
     )
 
 

@@ -44,6 +44,7 @@ from pingu.domain.ports import (
     Prober,
     Resync,
     RouteChangeFailed,
+    RouterAdverts,
     RouteTable,
     ScriptRunner,
     StateStore,
@@ -103,8 +104,10 @@ class Daemon:
         wall: Callable[[], float] = time.time,
         boot: str = "",
         notifier: Notifier | None = None,
+        router_adverts: RouterAdverts | None = None,
     ) -> None:
         self.config = config
+        self.router_adverts = router_adverts
         self.route_table = route_table
         self.prober = prober
         self.scripts = scripts
@@ -159,15 +162,17 @@ class Daemon:
             )
         await self._start_up()
         watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
+        adverts = asyncio.create_task(self._hear_adverts(), name="router-adverts")
         try:
             await self._decide()
         finally:
             self.notifier.stopping("stopping: stopping rounds and scripts, leaving the table")
             watchdog.cancel()
             monitor.cancel()
+            adverts.cancel()
             for task in list(self._workers):
                 task.cancel()
-            pending = [monitor, *self._workers]
+            pending = [monitor, adverts, *self._workers]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     asyncio.gather(*pending, return_exceptions=True), STOP_TIMEOUT_S
@@ -367,6 +372,23 @@ class Daemon:
                 raise
             except Exception:
                 log.exception("route monitor failed; restarting it in %.0f s", MONITOR_RESTART_S)
+            await asyncio.sleep(MONITOR_RESTART_S)
+
+    async def _hear_adverts(self) -> None:
+        """Router advertisements into the queue (their withdrawals reach no route table)."""
+        if self.router_adverts is None:
+            return
+        while True:
+            try:
+                async for advert in self.router_adverts.events():
+                    self.queue.put_nowait(advert)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "router advertisement listener failed; restarting it in %.0f s",
+                    MONITOR_RESTART_S,
+                )
             await asyncio.sleep(MONITOR_RESTART_S)
 
     # -- reload ------------------------------------------------------------------------------

@@ -411,4 +411,5 @@ class FakeAdapters(containers.DeclarativeContainer):
     route_table = providers.Resource(closing_route_table)
     prober = providers.Singleton(FakeProber, [])
     scripts = providers.Singleton(FakeScripts)
+    router_adverts: providers.Object[None] = providers.Object(None)  # none heard
     state_store = providers.Factory(lambda path: MemoryStore() if path else None)
