@@ -294,6 +294,7 @@ def _answer(driver: Driver, name: str, result: RoundResult) -> list[Output]:
     return driver.finish(name, result)
 
 
+@given(step("the IPv6 round on {name:Word} fails"), target_fixture="commands")
 @when(step("the IPv6 round on {name:Word} fails"), target_fixture="commands")
 def ipv6_round_fails(driver: Driver, name: str) -> list[Output]:
     assert driver.core.view().uplink(name).path(Family.IPV6).round_running, name

@@ -947,10 +947,15 @@ class Core:
 
     def _maybe_reset(self, path: Path, reason: str, now: float) -> list[RunScript]:
         """Run the reset script of a faulty uplink, at most once per grace period (one for
-        the uplink: it resets the line, whichever family found it faulty)."""
+        the uplink: it resets the line, whichever family found it faulty), and only when no
+        other family of the line still carries traffic: a reset would cut that one too (an
+        ISP whose IPv6 is broken, or absent, keeps its working IPv4)."""
         link = path.link
         script = path.config.reset_script
         if script is None or link.script_running:
+            return []
+        others = [p for p in link.paths.values() if p is not path]
+        if any(p.standing.health.routed and p.lease is not None for p in others):
             return []
         last = link.last_script_at
         if last is not None and now - last < path.config.reset_script_grace_period:
