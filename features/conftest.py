@@ -7,6 +7,7 @@ and the `then` steps assert on those commands and on the routes left in the fake
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Callable, Iterable
 from typing import TypeVar
@@ -16,6 +17,7 @@ from pytest_bdd import given, parsers, then, when
 
 from pingu.domain.commands import (
     DeleteCapturedRoute,
+    EndFlows,
     InstallOwnRoute,
     RemoveOwnRoute,
     RunScript,
@@ -23,7 +25,7 @@ from pingu.domain.commands import (
 )
 from pingu.domain.config import InitialState, UplinkConfig
 from pingu.domain.core import Output
-from pingu.domain.events import RouteAppeared, RouterAdvertised, ScriptFinished
+from pingu.domain.events import RouteAppeared, RouterAdvertised, RouteVanished, ScriptFinished
 from pingu.domain.model import (
     MAIN_TABLE,
     SCOPE_LINK,
@@ -583,3 +585,69 @@ def removed_before_script(driver: Driver, commands: list[Output], name: str) -> 
     assert scripts, commands
     assert removals[-1] < scripts[0], commands
     assert not driver.kernel.own(name)
+
+
+# -- traffic that follows the route ----------------------------------------------------
+
+
+def _ended(commands: list[Output]) -> list[EndFlows]:
+    return [c for c in commands if isinstance(c, EndFlows)]
+
+
+@given(step("every uplink has a flow_quiet_period of {seconds:g} s"), target_fixture="commands")
+def quiet_period(driver: Driver, seconds: float) -> list[Output]:
+    cfg = driver.core.config
+    uplinks = tuple(dataclasses.replace(u, flow_quiet_period=seconds) for u in cfg.uplinks)
+    return driver.reconfigure(dataclasses.replace(cfg, uplinks=uplinks))
+
+
+@given(step("{name:Word} has {switches} off"), target_fixture="commands")
+def flows_off(driver: Driver, name: str, switches: str) -> list[Output]:
+    off = {word: False for word in switches.split(" and ")}
+    assert set(off) <= {"flush_conntrack", "kill_sockets"}, switches
+    cfg = driver.core.config
+    uplinks = tuple(dataclasses.replace(u, **off) if u.name == name else u for u in cfg.uplinks)
+    return driver.reconfigure(dataclasses.replace(cfg, uplinks=uplinks))
+
+
+@when(step('someone deletes "{route:Route}"'), target_fixture="commands")
+def someone_deletes(driver: Driver, route: Route) -> list[Output]:
+    return driver.send(RouteVanished(route))
+
+
+@then(step("pingu ends the flows of {name:Word}, now via {other:Word}"))
+@then(step("pingu ends the flows of {name:Word}, now via {other:Word}, after {waited:g} s"))
+def ends_flows(commands: list[Output], name: str, other: str, waited: float = 0.0) -> None:
+    ended = [e for e in _ended(commands) if e.uplink == name]
+    assert len(ended) == 1, f"flows of {name} ended {len(ended)} times: {_ended(commands)}"
+    assert (ended[0].now_via, ended[0].waited_s) == (other, waited), ended[0]
+    assert ended[0].addresses == ("100.64.0.2",)  # the uplink's address, as the link said
+
+
+@then(step("pingu ends the flows of {name:Word}, with no route left"))
+def ends_flows_no_route(commands: list[Output], name: str) -> None:
+    ended = [e for e in _ended(commands) if e.uplink == name]
+    assert [e.now_via for e in ended] == [None], _ended(commands)
+
+
+@then(step('pingu {verb:Word} "{route:Route}" before it ends them'))
+def route_change_before_ending(commands: list[Output], verb: str, route: Route) -> None:
+    kind = {"installs": InstallOwnRoute, "removes": RemoveOwnRoute}[verb]
+    change = next(i for i, c in enumerate(commands) if isinstance(c, kind) and c.route == route)
+    end = next(i for i, c in enumerate(commands) if isinstance(c, EndFlows))
+    assert change < end, commands
+
+
+@then(step("pingu ends no flows"))
+def ends_no_flows(commands: list[Output]) -> None:
+    assert _ended(commands) == []
+
+
+@then(step("the flows of {name:Word} are not ended"))
+def flows_not_ended(commands: list[Output], name: str) -> None:
+    assert [e for e in _ended(commands) if e.uplink == name] == []
+
+
+@then(step("only their conntrack entries are deleted"))
+def only_conntrack(commands: list[Output]) -> None:
+    assert [(e.conntrack, e.sockets) for e in _ended(commands)] == [(True, False)]

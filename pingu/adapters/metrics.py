@@ -44,6 +44,16 @@ COUNTERS = (
     ("pingu_uplink_state_changes", "Health state changes of the uplink.", "state_changes"),
     ("pingu_uplink_reset_script_runs", "Runs of the uplink's reset script.", "reset_script_runs"),
     ("pingu_uplink_route_changes", "Installs and removals of the uplink's route.", "route_changes"),
+    (
+        "pingu_uplink_conntrack_deleted",
+        "Conntrack entries deleted when traffic left the uplink (NATed to or sent from it).",
+        "conntrack_deleted",
+    ),
+    (
+        "pingu_uplink_sockets_destroyed",
+        "The box's own TCP connections destroyed when traffic left the uplink.",
+        "sockets_destroyed",
+    ),
 )
 
 

@@ -91,8 +91,26 @@ class RunScript:
         return (self.script, *self.args)
 
 
+@dataclass(frozen=True)
+class EndFlows:
+    """Traffic of `family` left `uplink` (its route went, or a better uplink's came back):
+    end what that broke. Delete the conntrack entries source-NATed to one of `addresses`
+    or sent from one (`conntrack`), destroy the box's own TCP connections from one of them
+    (`sockets`). The shell adds the addresses the interface holds then. Asked for after
+    the route change that moved the traffic, in the same decision."""
+
+    uplink: str
+    family: Family
+    ifindex: int | None
+    addresses: tuple[str, ...]
+    conntrack: bool
+    sockets: bool
+    now_via: str | None  # the uplink the traffic takes now; None: no route is left
+    waited_s: float = 0.0  # the quiet period it waited for
+
+
 RouteAction = InstallOwnRoute | RemoveOwnRoute | DeleteCapturedRoute | RestoreCapturedRoute
 """An action on table main."""
 
-Action = RouteAction | StartProbe | RunScript
+Action = RouteAction | StartProbe | RunScript | EndFlows
 """Everything the shell may be asked to do."""

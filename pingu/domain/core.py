@@ -17,6 +17,7 @@ from typing import TypeAlias
 from pingu.domain.commands import (
     Action,
     DeleteCapturedRoute,
+    EndFlows,
     InstallOwnRoute,
     RemoveOwnRoute,
     RestoreCapturedRoute,
@@ -28,6 +29,7 @@ from pingu.domain.commands import (
 from pingu.domain.config import Config, InitialState, UplinkConfig, WhenAllDown, script_argv
 from pingu.domain.events import (
     Event,
+    FlowsEnded,
     LinkChanged,
     LinkVanished,
     ProbeFinished,
@@ -178,6 +180,11 @@ class Core:
         self._pending: set[Route] = set()  # asked for, neither confirmed nor refused yet
         self._orphans: list[Route] = []  # pingu's routes that belong to no uplink: to remove
         self._held: list[RunScript] = []  # scripts waiting for the route changes before them
+        # Per family, the uplink whose route traffic takes (pingu's route of lowest metric
+        # in the table), and the flows to end of uplinks traffic left, once their quiet
+        # period is over.
+        self._serving: dict[Family, str | None] = {}
+        self._flow_waits: dict[tuple[str, Family], tuple[float, EndFlows]] = {}
 
     def _new_link(self, config: UplinkConfig, now: float) -> Link:
         link = Link(config)
@@ -223,13 +230,15 @@ class Core:
                 outputs += self._snapshot(event, now)
             case RouterAdvertised(ifindex=ifindex, router=router, lifetime_s=lifetime):
                 outputs += self._router_advertised(ifindex, router, lifetime, now)
+            case FlowsEnded():
+                self._flows_ended(event)
             case TimerFired():
                 pass
         outputs += self._expire_leases(now)
         rounds = self._start_due_rounds(now)  # may judge a round at once (no carrier)
         outputs += self._settle()
         outputs += self._report_last_resort()
-        return self._decided(outputs + rounds)
+        return self._decided(outputs + rounds + self._traffic_moves(now))
 
     def reconfigure(self, config: Config, now: float) -> Decision:
         """Apply a reloaded configuration (same proto): drop, add and update uplinks, and
@@ -263,7 +272,7 @@ class Core:
         self._links = {u.name: self._links[u.name] for u in config.uplinks}
         outputs += self._settle()
         outputs += self._report_last_resort()
-        return self._decided(outputs)
+        return self._decided(outputs + self._traffic_moves(now))
 
     def _decided(self, outputs: list[Output]) -> Decision:
         """The outputs as a Decision, once the paths' counters have counted them."""
@@ -286,6 +295,68 @@ class Core:
                 return
         if path is not None:
             path.counters = path.counters.plus(**{key: 1})
+
+    # -- traffic that follows the route ---------------------------------------------------
+
+    def _serving_now(self, family: Family, before: str | None) -> str | None:
+        """The uplink whose route traffic of `family` takes: pingu's route of the lowest
+        metric in the table (confirmed, or on its way out). A route being put back (someone
+        deleted it) keeps its uplink serving; a new one serves once it is confirmed."""
+        best: tuple[int, str] | None = None
+        for path in self._paths():
+            if path.family is not family:
+                continue
+            routes = [*([path.installed] if path.installed else []), *path.stale]
+            if path.name == before:
+                routes += [r for r in self._pending if self._path_of(r) is path]
+            for route in routes:
+                if route.proto == self.config.proto and (best is None or route.metric < best[0]):
+                    best = (route.metric, path.name)
+        return None if best is None else best[1]
+
+    def _traffic_moves(self, now: float) -> list[Output]:
+        """When traffic of a family leaves an uplink (its route went, or a better one came
+        back), what that broke on the uplink left is ended: its NATed flows and the box's
+        connections from its address keep that address on the new way out, where nothing
+        answers. After `flow_quiet_period`, unless traffic is back on that uplink by then;
+        on the uplink's own route change, after it (this decision's last action)."""
+        outputs: list[Output] = []
+        for family in Family:
+            before = self._serving.get(family)
+            now_serving = self._serving_now(family, before)
+            self._serving[family] = now_serving
+            if now_serving is not None:
+                self._flow_waits.pop((now_serving, family), None)  # back before its time
+            if before is None or before == now_serving:
+                continue
+            path = self._path(before, family)
+            if path is None or not (path.config.flush_conntrack or path.config.kill_sockets):
+                continue
+            address = path.link.addresses.get(family)
+            quiet = path.config.flow_quiet_period
+            end = EndFlows(
+                before,
+                family,
+                path.ifindex,
+                (address,) if address else (),
+                path.config.flush_conntrack,
+                path.config.kill_sockets,
+                now_serving,
+                quiet,
+            )
+            self._flow_waits[(before, family)] = (now + quiet, end)
+        for key, (due, end) in list(self._flow_waits.items()):
+            if now >= due:
+                del self._flow_waits[key]
+                outputs.append(dataclasses.replace(end, now_via=self._serving.get(end.family)))
+        return outputs
+
+    def _flows_ended(self, event: FlowsEnded) -> None:
+        path = self._path(event.uplink, event.family)
+        if path is not None:
+            path.counters = path.counters.plus(
+                conntrack_deleted=event.conntrack, sockets_destroyed=event.sockets
+            )
 
     def _path(self, name: str, family: Family) -> Path | None:
         link = self._links.get(name)
@@ -462,6 +533,7 @@ class Core:
         """When the core next needs a `TimerFired` (a round due, a lease ending), if ever."""
         due = [p.next_round_at for p in self._paths() if not p.probing]
         due += [p.lease.valid_until for p in self._paths() if p.lease and p.lease.valid_until]
+        due += [when for when, _ in self._flow_waits.values()]
         return min(due) if due else None
 
     # -- routes --------------------------------------------------------------------------

@@ -87,6 +87,18 @@ class ScriptFinished:
 
 
 @dataclass(frozen=True)
+class FlowsEnded:
+    """The shell ended the flows an EndFlows asked about: how many conntrack entries it
+    deleted and TCP connections it destroyed (`error`: what failed, if anything did)."""
+
+    uplink: str
+    family: Family
+    conntrack: int
+    sockets: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class RouteInstalled:
     """The shell's report that a route the core asked for (InstallOwnRoute, RestoreCapturedRoute) is
     in the table now: what waited for it (a captured route's deletion, the old route of a
@@ -123,6 +135,7 @@ Event = (
     | RouterAdvertised
     | TimerFired
     | ScriptFinished
+    | FlowsEnded
     | RouteInstalled
     | RouteRefused
     | TableSnapshot

@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from pingu.domain.commands import (
+    EndFlows,
     RunScript,
     StartProbe,
 )
-from pingu.domain.events import Event, RouterAdvertised, TableSnapshot
+from pingu.domain.events import Event, FlowsEnded, RouterAdvertised, TableSnapshot
 from pingu.domain.model import RoundResult, Route
 
 
@@ -59,6 +60,18 @@ class Prober(Protocol):
     """Sends one round of echoes through a chosen gateway."""
 
     async def run_round(self, probe: StartProbe) -> RoundResult: ...
+
+
+class Flows(Protocol):
+    """The kernel's state of flows: conntrack entries and the box's own connections."""
+
+    async def check(self) -> object:
+        """Find out (once) what the kernel supports, logging what it lacks."""
+        ...
+
+    async def end(self, request: EndFlows) -> FlowsEnded:
+        """End the flows of the addresses an uplink's traffic left; never raises."""
+        ...
 
 
 class ScriptRunner(Protocol):

@@ -17,11 +17,13 @@ from enum import Enum
 from pingu.domain.commands import (
     Action,
     DeleteCapturedRoute,
+    EndFlows,
     InstallOwnRoute,
     RemoveOwnRoute,
     RestoreCapturedRoute,
 )
 from pingu.domain.config import OnExit, WhenAllDown
+from pingu.domain.events import FlowsEnded
 from pingu.domain.health import Health
 from pingu.domain.model import Family, Lease, RoundResult, Route, TargetResult
 from pingu.domain.reports import (
@@ -48,6 +50,8 @@ class Counters:
     state_changes: int = 0
     reset_script_runs: int = 0
     route_changes: int = 0
+    conntrack_deleted: int = 0
+    sockets_destroyed: int = 0
 
     def plus(self, **more: int) -> Counters:
         return dataclasses.replace(
@@ -463,3 +467,28 @@ def _action_line(action: Action, told: bool) -> Line | None:
             return Line(Level.INFO, f"restored {route.describe()}")
         case _:
             return None
+
+
+def flows_line(request: EndFlows, done: FlowsEnded) -> Line:
+    """`wan1: traffic left it for wan2: 12 conntrack entries deleted, 3 TCP connections
+    destroyed (of 100.64.1.2)`; INFO when something was ended, else DEBUG."""
+    name = (
+        request.uplink
+        if request.family is Family.IPV4
+        else f"{request.uplink}/{request.family.label}"
+    )
+    where = f"for {request.now_via}" if request.now_via else "and no route is left"
+    waited = f" after a quiet period of {request.waited_s:g} s" if request.waited_s else ""
+    parts = []
+    if request.conntrack:
+        parts.append(
+            f"{done.conntrack} conntrack entr{'y' if done.conntrack == 1 else 'ies'} deleted"
+        )
+    if request.sockets:
+        parts.append(f"{done.sockets} TCP connection{'' if done.sockets == 1 else 's'} destroyed")
+    of = ", ".join(request.addresses) or "no address known"
+    text = f"{name}: traffic left it {where}{waited}: {', '.join(parts)} (of {of})"
+    if done.error:
+        return Line(Level.WARNING, f"{text}; failed: {done.error}")
+    level = Level.INFO if done.conntrack or done.sockets else Level.DEBUG
+    return Line(level, text)

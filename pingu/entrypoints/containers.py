@@ -20,6 +20,7 @@ from typing import Any
 from dependency_injector import containers, providers
 
 from pingu.adapters.clock import MonotonicClock
+from pingu.adapters.flows import KernelFlows
 from pingu.adapters.netlink import NetlinkRouteTable
 from pingu.adapters.router_adverts import RouterAdvertListener
 from pingu.adapters.scripts import SubprocessScriptRunner
@@ -66,6 +67,7 @@ class Adapters(containers.DeclarativeContainer):
     prober = providers.Resource(packet_prober)
     scripts = providers.Singleton(SubprocessScriptRunner)
     router_adverts = providers.Singleton(RouterAdvertListener)
+    flows = providers.Singleton(KernelFlows)
     state_store = providers.Factory(state_store)
 
 
@@ -90,6 +92,7 @@ class Application(containers.DeclarativeContainer):
         boot=providers.Callable(boot_id),
         notifier=notifier,
         router_adverts=adapters.router_adverts,
+        flows=adapters.flows,
     )
 
 

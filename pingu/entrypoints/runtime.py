@@ -20,6 +20,7 @@ from pingu.adapters.systemd import Notifier, watchdog_interval
 from pingu.domain.commands import (
     Action,
     DeleteCapturedRoute,
+    EndFlows,
     InstallOwnRoute,
     RemoveOwnRoute,
     RestoreCapturedRoute,
@@ -32,15 +33,17 @@ from pingu.domain.core import Core, Decision
 from pingu.domain.errors import ConfigError
 from pingu.domain.events import (
     Event,
+    FlowsEnded,
     ProbeFinished,
     RouteInstalled,
     RouteRefused,
     ScriptFinished,
     TimerFired,
 )
-from pingu.domain.model import RoundResult, Route
+from pingu.domain.model import Family, RoundResult, Route
 from pingu.domain.ports import (
     Clock,
+    Flows,
     Prober,
     Resync,
     RouteChangeFailed,
@@ -53,6 +56,7 @@ from pingu.domain.views import (
     Clocks,
     Level,
     Line,
+    flows_line,
     narrate,
     state_dump,
     status_document,
@@ -105,9 +109,11 @@ class Daemon:
         boot: str = "",
         notifier: Notifier | None = None,
         router_adverts: RouterAdverts | None = None,
+        flows: Flows | None = None,
     ) -> None:
         self.config = config
         self.router_adverts = router_adverts
+        self.flows = flows
         self.route_table = route_table
         self.prober = prober
         self.scripts = scripts
@@ -130,7 +136,7 @@ class Daemon:
         self.notifier = notifier or Notifier(None)
         self._workers: set[asyncio.Task[None]] = set()
         self._hook_locks: dict[str, asyncio.Lock] = {}
-        self._rounds: dict[str, asyncio.Task[None]] = {}
+        self._rounds: dict[tuple[str, Family], asyncio.Task[None]] = {}
         self._status_line = ""
         self._reloader = ConfigReloader()
         # Set by the monitor's first subscription; until start-up has read the table, the
@@ -163,6 +169,8 @@ class Daemon:
         await self._start_up()
         watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
         adverts = asyncio.create_task(self._hear_adverts(), name="router-adverts")
+        if self.flows is not None:
+            self._spawn(self._check_flows(), "flows-check")
         try:
             await self._decide()
         finally:
@@ -316,14 +324,17 @@ class Daemon:
             case StartProbe() if not stopping:
                 # A new round while one runs means the core abandoned that one (its gateway
                 # or link changed): stop it now, with its socket and timers.
-                running = self._rounds.get(action.uplink)
+                key = (action.uplink, action.family)
+                running = self._rounds.get(key)
                 if running is not None and not running.done():
                     running.cancel()
-                self._rounds[action.uplink] = self._spawn(
-                    self._round(action), f"round-{action.uplink}"
+                self._rounds[key] = self._spawn(
+                    self._round(action), f"round-{action.uplink}-{action.family.label}"
                 )
             case RunScript() if not stopping:
                 self._spawn(self._script(action), f"script-{action.uplink}")
+            case EndFlows() if not stopping and self.flows is not None:
+                self._spawn(self._end_flows(action), f"flows-{action.uplink}")
             case _:
                 pass
 
@@ -341,7 +352,25 @@ class Daemon:
         except Exception as error:
             log.exception("%s: round failed in the prober", probe.uplink)
             result = RoundResult((), error=f"prober error: {error}")
-        self.queue.put_nowait(ProbeFinished(probe.uplink, result, probe.round_id))
+        self.queue.put_nowait(ProbeFinished(probe.uplink, result, probe.round_id, probe.family))
+
+    async def _check_flows(self) -> None:
+        assert self.flows is not None
+        try:
+            await self.flows.check()
+        except Exception:
+            log.exception("checking what the kernel offers to end flows failed")
+
+    async def _end_flows(self, request: EndFlows) -> None:
+        """Off the decisions' path: a large conntrack table takes a while to go through."""
+        assert self.flows is not None
+        try:
+            done = await self.flows.end(request)
+        except Exception as error:  # the port never raises; this is the last guard
+            log.exception("%s: ending flows failed", request.uplink)
+            done = FlowsEnded(request.uplink, request.family, 0, 0, str(error))
+        _log(flows_line(request, done))
+        self.queue.put_nowait(done)
 
     async def _script(self, script: RunScript) -> None:
         returncode: int | None = None

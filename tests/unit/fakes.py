@@ -12,6 +12,7 @@ from dependency_injector import containers, providers
 
 from pingu.domain.commands import (
     DeleteCapturedRoute,
+    EndFlows,
     InstallOwnRoute,
     RemoveOwnRoute,
     RestoreCapturedRoute,
@@ -22,6 +23,7 @@ from pingu.domain.config import Config, InitialState, UplinkConfig
 from pingu.domain.core import Core, Decision, Output
 from pingu.domain.events import (
     Event,
+    FlowsEnded,
     LinkChanged,
     LinkVanished,
     ProbeFinished,
@@ -304,6 +306,22 @@ class FakeScripts:
         return 0
 
 
+class FakeFlows:
+    """Records what it is asked to end; ends a fixed number of each."""
+
+    def __init__(self, conntrack: int = 0, sockets: int = 0) -> None:
+        self.requests: list[EndFlows] = []
+        self.checked = 0
+        self.conntrack, self.sockets = conntrack, sockets
+
+    async def check(self) -> None:
+        self.checked += 1
+
+    async def end(self, request: EndFlows) -> FlowsEnded:
+        self.requests.append(request)
+        return FlowsEnded(request.uplink, request.family, self.conntrack, self.sockets)
+
+
 class RealClock:
     def monotonic(self) -> float:
         return asyncio.get_running_loop().time()
@@ -412,4 +430,5 @@ class FakeAdapters(containers.DeclarativeContainer):
     prober = providers.Singleton(FakeProber, [])
     scripts = providers.Singleton(FakeScripts)
     router_adverts: providers.Object[None] = providers.Object(None)  # none heard
+    flows = providers.Singleton(FakeFlows)
     state_store = providers.Factory(lambda path: MemoryStore() if path else None)

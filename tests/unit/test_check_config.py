@@ -45,6 +45,9 @@ def test_valid_config_prints_effective_settings_warnings_and_timings(tmp_path):
     assert wan1 == {
         "count": 5,
         "fall": 1,
+        "flow_quiet_period": 0,
+        "flush_conntrack": True,
+        "kill_sockets": True,
         "host": ["192.0.2.1"],
         "interval": 500,
         "max_delay": 1000,

@@ -83,7 +83,7 @@ def test_serve_closes_the_adapters_when_start_up_is_refused(tmp_path: Path) -> N
 
 
 def test_the_production_adapters_keep_their_provider_names() -> None:
-    names = {"clock", "route_table", "prober", "scripts", "router_adverts", "state_store"}
+    names = {"clock", "route_table", "prober", "scripts", "router_adverts", "flows", "state_store"}
     assert set(Adapters.providers) == names
     assert set(FakeAdapters.providers) == names
     assert isinstance(Adapters.route_table, providers.Resource)

@@ -15,14 +15,18 @@ from dependency_injector import providers
 
 from pingu.adapters.config_file import load_config
 from pingu.adapters.systemd import Notifier
+from pingu.domain.commands import StartProbe
 from pingu.domain.config import Config, OnExit
 from pingu.domain.events import Event, LinkChanged, RouteAppeared, TableSnapshot
-from pingu.domain.model import RoundResult, Route
+from pingu.domain.model import Family, RoundResult, Route
 from pingu.domain.ports import Resync
 from pingu.entrypoints.containers import Adapters
 from pingu.entrypoints.runtime import Daemon, configure_logging
 from tests.unit.fakes import (
     PROTO,
+    TARGET,
+    TARGET6,
+    FakeFlows,
     FakeProber,
     FakeRouteTable,
     FakeScripts,
@@ -429,3 +433,104 @@ def test_the_monitor_subscribes_before_the_start_up_read_so_no_change_falls_betw
     assert table.calls[:2] == [("install", own), ("delete", dhcp_route("wan1", "192.0.2.1"))]
     # The monitor's first Resync was the start-up read's: no second table check at once.
     assert not [r for r in caplog.records if "table check" in r.getMessage()]
+
+
+class SlowProber:
+    """Each round takes a while and answers for the targets it was given."""
+
+    def __init__(self) -> None:
+        self.rounds: list[StartProbe] = []
+        self.cancelled: list[StartProbe] = []
+
+    async def run_round(self, probe: StartProbe) -> RoundResult:
+        self.rounds.append(probe)
+        try:
+            await asyncio.sleep(0.03)
+        except asyncio.CancelledError:
+            self.cancelled.append(probe)
+            raise
+        return round_result(target=probe.targets[0])
+
+
+def test_the_two_families_of_an_uplink_probe_side_by_side_each_judged_on_its_own() -> None:
+    ra = Route(2, "wan1", "fe80::1", 1024, 9, family=Family.IPV6)
+    events: list[Event] = [
+        LinkChanged(2, "wan1", True, True, False, "100.64.1.2", "2001:db8:1::2"),
+        RouteAppeared(dhcp_route("wan1", "192.0.2.1")),
+        RouteAppeared(ra),
+    ]
+    prober = SlowProber()
+
+    async def scenario() -> Daemon:
+        daemon = Daemon(
+            config(uplink("wan1", 100, period=0.05, targets=(TARGET, TARGET6))),
+            FakeRouteTable(events),
+            prober,
+            FakeScripts(),
+            RealClock(),
+        )
+
+        def done() -> bool:
+            judged = [daemon.core.view().uplink("wan1").path(f).last_round for f in Family]
+            return len(prober.rounds) >= 6 and all(judged)
+
+        await run_until(daemon, done)
+        return daemon
+
+    daemon = asyncio.run(scenario())
+    view = daemon.core.view().uplink("wan1")
+    stopped_in_flight = prober.rounds[-2:]
+    assert all(p in stopped_in_flight for p in prober.cancelled)  # only the stop cancels
+    for family in Family:
+        last = view.path(family).last_round
+        assert last is not None, family
+        assert last.verdict.passed, family
+
+
+def test_traffic_leaving_an_uplink_ends_its_flows_off_the_decisions_path_and_counts_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events: list[Event] = [
+        LinkChanged(2, "wan1", True, True, False, "100.64.1.2"),
+        LinkChanged(3, "wan2", True, True, False, "100.64.2.2"),
+        RouteAppeared(dhcp_route("wan1", "192.0.2.1")),
+        RouteAppeared(dhcp_route("wan2", "198.51.100.1")),
+    ]
+    flows = FakeFlows(conntrack=12, sockets=3)
+
+    class Wan1Fails:
+        async def run_round(self, probe: StartProbe) -> RoundResult:
+            return round_result(received=0 if probe.uplink == "wan1" else 5)
+
+    prober = Wan1Fails()
+
+    async def scenario() -> Daemon:
+        daemon = Daemon(
+            config(uplink("wan1", 100, period=0.05), uplink("wan2", 200, period=0.05)),
+            FakeRouteTable(events),
+            prober,
+            FakeScripts(),
+            RealClock(),
+            flows=flows,
+        )
+
+        def counted() -> bool:
+            return (
+                daemon.core.view().uplink("wan1").path(Family.IPV4).counters.sockets_destroyed > 0
+            )
+
+        with caplog.at_level(logging.INFO, logger="pingu"):
+            await run_until(daemon, counted)
+        return daemon
+
+    daemon = asyncio.run(scenario())
+    assert flows.checked == 1
+    assert [(r.uplink, r.addresses, r.now_via) for r in flows.requests] == [
+        ("wan1", ("100.64.1.2",), "wan2")
+    ]
+    counters = daemon.core.view().uplink("wan1").path(Family.IPV4).counters
+    assert (counters.conntrack_deleted, counters.sockets_destroyed) == (12, 3)
+    assert (
+        "wan1: traffic left it for wan2: 12 conntrack entries deleted, 3 TCP connections "
+        "destroyed (of 100.64.1.2)"
+    ) in caplog.messages

@@ -85,6 +85,20 @@ class Integer(Kind):
 
 
 @dataclass(frozen=True)
+class Boolean(Kind):
+    """`true` or `false` (not 0 or 1, nor a string)."""
+
+    @property
+    def expected(self) -> str:
+        return "true or false"
+
+    def read(self, value: object, path: str) -> object:
+        if not isinstance(value, bool):
+            return rejected(path, value, self.must_be())
+        return value
+
+
+@dataclass(frozen=True)
 class Number(Kind):
     """A finite number, read as a float; greater than 0 unless zero is allowed."""
 

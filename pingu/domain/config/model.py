@@ -34,6 +34,9 @@ class UplinkConfig:
     reset_script_grace_period: float = default("reset_script_grace_period")
     up_script: str | None = default("up_script")
     down_script: str | None = default("down_script")
+    flush_conntrack: bool = default("flush_conntrack")
+    kill_sockets: bool = default("kill_sockets")
+    flow_quiet_period: float = default("flow_quiet_period")
 
     def targets_of(self, family: Family) -> tuple[str, ...]:
         """The probe targets of one family, in the file's order."""

@@ -16,6 +16,7 @@ from typing import Any
 from pingu.domain.config.choices import InitialState, OnExit, WhenAllDown
 from pingu.domain.config.kinds import (
     MAX_METRIC,
+    Boolean,
     Choice,
     FilePath,
     Group,
@@ -123,6 +124,39 @@ MIN_HOSTS_UP = Setting(
     "an uplink passes a round when at least this many targets pass, in each family "
     "(capped at the number of that family's targets)",
     per_interface=Inherited("per-uplink quorum", shown="top-level value"),
+)
+FLUSH_CONNTRACK = Setting(
+    "flush_conntrack",
+    Where.BOTH,
+    Boolean(),
+    True,
+    "`true` / `false`",
+    "when traffic leaves an uplink (its route goes, or a better one comes back), delete the "
+    "conntrack entries of flows source-NATed to its address or sent from it, so that "
+    "their next packet is NATed and routed anew (see [Traffic after a switch]"
+    "(#traffic-after-a-switch))",
+    per_interface=Inherited("per-uplink `flush_conntrack`"),
+)
+KILL_SOCKETS = Setting(
+    "kill_sockets",
+    Where.BOTH,
+    Boolean(),
+    True,
+    "`true` / `false`",
+    "at the same moments, destroy the box's own TCP connections from the uplink's address "
+    "(as `ss -K` does): their programs get an error at once and reconnect over the new "
+    "uplink. Listening sockets are never touched",
+    per_interface=Inherited("per-uplink `kill_sockets`"),
+)
+FLOW_QUIET_PERIOD = Setting(
+    "flow_quiet_period",
+    Where.BOTH,
+    Number(zero_allowed=True),
+    0.0,
+    "s",
+    "wait this long after traffic left an uplink before ending its flows; if traffic is "
+    "back on it by then, nothing is ended (a flap shorter than this kills nothing)",
+    per_interface=Inherited("per-uplink `flow_quiet_period`"),
 )
 INTERFACES = Setting(
     "interfaces",
@@ -251,6 +285,9 @@ TOP_LEVEL: tuple[Setting, ...] = (
         "overflow)",
         nullable=True,
     ),
+    FLUSH_CONNTRACK,
+    KILL_SOCKETS,
+    FLOW_QUIET_PERIOD,
     INTERFACES,
 )
 
@@ -361,6 +398,9 @@ PER_INTERFACE: tuple[Setting, ...] = (
         nullable=True,
         shown="none",
     ),
+    FLUSH_CONNTRACK,
+    KILL_SOCKETS,
+    FLOW_QUIET_PERIOD,
 )
 
 TOP_KEYS = tuple(setting.key for setting in TOP_LEVEL)

@@ -1,0 +1,175 @@
+"""The Flows port: end what a route change broke, through ctnetlink and sock_diag.
+
+When traffic leaves an uplink, two kinds of state still carry its address:
+
+- conntrack entries of flows source-NATed to it (their reply tuple is addressed to it) or
+  sent by the box from it (their original tuple comes from it). The kernel keeps NATing a
+  flow as its entry says, so a UDP tunnel refreshing its entry never moves. Deleted, the
+  flow's next packet makes a new entry, NATed and routed anew. They are found with
+  pyroute2's ctnetlink dump and its kernel-side tuple filter (checked again here) and
+  deleted one by one by their original tuple: one netlink request each, never a command.
+- the box's own TCP connections from that address (:mod:`pingu.adapters.sock_diag`).
+
+Masqueraded entries are found the same way: ctnetlink cannot tell masquerade from a
+source NAT to the uplink's own address. The kernel drops those itself at their next
+packet through another interface; deleting them first only spares that packet.
+
+Every call is bounded in time; what the kernel lacks is found once, at `check()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from dataclasses import dataclass
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from pingu.adapters.sock_diag import SockDiag, SockDiagError
+from pingu.domain.commands import EndFlows
+from pingu.domain.events import FlowsEnded
+from pingu.domain.model import Family
+
+log = logging.getLogger("pingu")
+
+END_TIMEOUT_S = 10.0
+MAX_ENTRIES = 100_000  # per address and direction: a bound on one pass, not a limit in use
+
+
+@dataclass
+class Support:
+    """What this kernel offers; None: works, else why not."""
+
+    conntrack: str | None = None
+    sockets: str | None = None
+
+
+class KernelFlows:
+    """Deletes conntrack entries and destroys TCP connections of an address."""
+
+    def __init__(self) -> None:
+        self.support = Support()
+        self._checked = False
+
+    async def check(self) -> Support:
+        """Find out once what the kernel supports; log what it lacks."""
+        if self._checked:
+            return self.support
+        self._checked = True
+        try:
+            await asyncio.wait_for(self._count_entries(), END_TIMEOUT_S)
+        except (OSError, NetlinkError, TimeoutError, ValueError) as error:
+            self.support.conntrack = f"ctnetlink: {error or type(error).__name__}"
+            log.warning(
+                "conntrack: not available (%s): NATed flows are not ended when traffic "
+                "leaves an uplink",
+                self.support.conntrack,
+            )
+        self.support.sockets = await asyncio.to_thread(_destroy_support)
+        if self.support.sockets is not None:
+            log.warning(
+                "sock_diag destroy: not available (%s): the box's own connections are not "
+                "ended when traffic leaves an uplink (a kernel without "
+                "CONFIG_INET_DIAG_DESTROY)",
+                self.support.sockets,
+            )
+        return self.support
+
+    @staticmethod
+    async def _count_entries() -> int | None:
+        from pyroute2 import AsyncConntrack  # noqa: PLC0415 (only when flows are ended)
+
+        ct = AsyncConntrack()
+        try:
+            return int(await ct.count() or 0)
+        finally:
+            ct.close()
+
+    async def end(self, request: EndFlows) -> FlowsEnded:
+        """End the flows of `request`'s addresses; what failed is in `error`."""
+        await self.check()
+        addresses = _of_family(request.addresses, request.family)
+        errors: list[str] = []
+        deleted = destroyed = 0
+        if request.conntrack and self.support.conntrack is None and addresses:
+            try:
+                deleted = await asyncio.wait_for(
+                    _delete_entries(addresses, request.family), END_TIMEOUT_S
+                )
+            except (OSError, NetlinkError, TimeoutError, ValueError) as error:
+                errors.append(f"conntrack: {error or type(error).__name__}")
+        if request.sockets and self.support.sockets is None and addresses:
+            try:
+                destroyed = await asyncio.wait_for(
+                    asyncio.to_thread(_destroy_connections, addresses), END_TIMEOUT_S
+                )
+            except (OSError, TimeoutError, SockDiagError) as error:
+                errors.append(f"sockets: {error or type(error).__name__}")
+        failed = "; ".join(errors) or None
+        return FlowsEnded(request.uplink, request.family, deleted, destroyed, failed)
+
+
+def _of_family(addresses: tuple[str, ...], family: Family) -> list[str]:
+    wanted = 4 if family is Family.IPV4 else 6
+    found: list[str] = []
+    for address in addresses:
+        try:
+            if ipaddress.ip_address(address).version == wanted and address not in found:
+                found.append(address)
+        except ValueError:
+            continue
+    return found
+
+
+async def _delete_entries(addresses: list[str], family: Family) -> int:
+    """Delete the entries NATed to or sent from `addresses`; how many went."""
+    from pyroute2 import AsyncConntrack  # noqa: PLC0415
+    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple  # noqa: PLC0415
+
+    number = socket.AF_INET if family is Family.IPV4 else socket.AF_INET6
+    ct = AsyncConntrack(nfgen_family=number)
+    try:
+        doomed: dict[tuple[object, ...], object] = {}
+        for address in addresses:
+            for which in ("tuple_reply", "tuple_orig"):
+                side = {"daddr": address} if which == "tuple_reply" else {"saddr": address}
+                wanted = NFCTAttrTuple(family=number, **side)
+                seen = 0
+                async for entry in await ct.dump_entries(**{which: wanted}):
+                    orig = entry.tuple_orig
+                    key = (orig.saddr, orig.daddr, orig.proto, orig.sport, orig.dport, orig.icmp_id)
+                    doomed.setdefault(key, orig)
+                    seen += 1
+                    if seen >= MAX_ENTRIES:
+                        break
+        deleted = 0
+        for orig in doomed.values():
+            try:
+                if await ct.delete(orig) is not None:
+                    deleted += 1
+            except (OSError, NetlinkError) as error:  # gone meanwhile (ENOENT): not counted
+                log.debug("conntrack: %s not deleted: %s", orig, error)
+        return deleted
+    finally:
+        ct.close()
+
+
+def _destroy_connections(addresses: list[str]) -> int:
+    destroyed = 0
+    with SockDiag() as diag:
+        for address in addresses:
+            for connection in diag.connections(address):
+                if diag.destroy(connection):
+                    destroyed += 1
+                    log.debug("destroyed TCP connection %s", connection.describe())
+    return destroyed
+
+
+def _destroy_support() -> str | None:
+    try:
+        with SockDiag() as diag:
+            return diag.can_destroy()
+    except OSError as error:
+        return f"sock_diag: {error}"
