@@ -124,26 +124,36 @@ def _of_family(addresses: tuple[str, ...], family: Family) -> list[str]:
 
 
 async def _delete_entries(addresses: list[str], family: Family) -> int:
-    """Delete the entries NATed to or sent from `addresses`; how many went."""
+    """Delete the entries NATed to or sent from `addresses`; how many went.
+
+    IPv4 dumps are filtered by the kernel (CTA_FILTER on the reply's destination, then on
+    the original's source); pyroute2's filter finds nothing in IPv6 (checked on 6.18), so
+    IPv6 is dumped whole. Every entry is checked here either way."""
     from pyroute2 import AsyncConntrack  # noqa: PLC0415
     from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple  # noqa: PLC0415
 
     number = socket.AF_INET if family is Family.IPV4 else socket.AF_INET6
+    wanted = {ipaddress.ip_address(a) for a in addresses}
     ct = AsyncConntrack(nfgen_family=number)
     try:
+        if family is Family.IPV4:
+            filters: list[dict[str, object]] = []
+            for address in addresses:
+                filters.append({"tuple_reply": NFCTAttrTuple(family=number, daddr=address)})
+                filters.append({"tuple_orig": NFCTAttrTuple(family=number, saddr=address)})
+        else:
+            filters = [{}]
         doomed: dict[tuple[object, ...], object] = {}
-        for address in addresses:
-            for which in ("tuple_reply", "tuple_orig"):
-                side = {"daddr": address} if which == "tuple_reply" else {"saddr": address}
-                wanted = NFCTAttrTuple(family=number, **side)
-                seen = 0
-                async for entry in await ct.dump_entries(**{which: wanted}):
-                    orig = entry.tuple_orig
+        for kernel_filter in filters:
+            seen = 0
+            async for entry in await ct.dump_entries(**kernel_filter):
+                seen += 1
+                if seen > MAX_ENTRIES:
+                    break
+                orig, reply = entry.tuple_orig, entry.tuple_reply
+                if _address(reply.daddr) in wanted or _address(orig.saddr) in wanted:
                     key = (orig.saddr, orig.daddr, orig.proto, orig.sport, orig.dport, orig.icmp_id)
                     doomed.setdefault(key, orig)
-                    seen += 1
-                    if seen >= MAX_ENTRIES:
-                        break
         deleted = 0
         for orig in doomed.values():
             try:
@@ -154,6 +164,13 @@ async def _delete_entries(addresses: list[str], family: Family) -> int:
         return deleted
     finally:
         ct.close()
+
+
+def _address(text: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(str(text))
+    except ValueError:
+        return None
 
 
 def _destroy_connections(addresses: list[str]) -> int:
