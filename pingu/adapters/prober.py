@@ -461,11 +461,11 @@ def interface_ipv4(name: str) -> str | None:
     return socket.inet_ntoa(answer[20:24])  # ifr_addr: family, port, then the address
 
 
-def interface_ipv6(name: str) -> dict[ipaddress.IPv6Address, int]:
+def interface_ipv6(name: str, table_path: str = IF_INET6) -> dict[ipaddress.IPv6Address, int]:
     """The IPv6 addresses of interface ``name`` and their IFA_F_* flags, in the network
     namespace of the calling thread (none if that namespace has no IPv6)."""
     try:
-        with open(IF_INET6) as table:
+        with open(table_path) as table:
             lines = table.read().splitlines()
     except FileNotFoundError:
         return {}
