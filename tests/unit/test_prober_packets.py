@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 import struct
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -709,7 +711,7 @@ def test_a_target_of_the_other_family_is_refused_before_anything_is_sent() -> No
     assert all(t.sent == 0 for t in result.targets)
 
 
-def test_the_ipv6_addresses_of_an_interface_are_read_with_their_flags(tmp_path: Any) -> None:
+def test_the_ipv6_addresses_of_an_interface_are_read_with_their_flags(tmp_path: Path) -> None:
     table = tmp_path / "if_inet6"
     table.write_text(
         "20010db8000100000000000000000002 04 40 00 80     wan1\n"
@@ -718,10 +720,10 @@ def test_the_ipv6_addresses_of_an_interface_are_read_with_their_flags(tmp_path: 
     )
     addresses = interface_ipv6("wan1", str(table))
     assert addresses == {
-        pk.ipaddress.IPv6Address(LOCAL6): 0x80,  # permanent
-        pk.ipaddress.IPv6Address(GW6): 0xC0,  # permanent, tentative
+        ipaddress.IPv6Address(LOCAL6): 0x80,  # permanent
+        ipaddress.IPv6Address(GW6): 0xC0,  # permanent, tentative
     }
     assert interface_ipv6("wan2", str(table)) == {
-        pk.ipaddress.IPv6Address("2001:db8:2::2"): 0x48  # tentative, failed DAD
+        ipaddress.IPv6Address("2001:db8:2::2"): 0x48  # tentative, failed DAD
     }
     assert interface_ipv6("wan1", str(tmp_path / "absent")) == {}
