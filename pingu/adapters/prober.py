@@ -528,8 +528,8 @@ async def resolve_gateway(
     ifindex = socket.if_nametoindex(name)
     protocol, how = packets.neighbour_ethertype, packets.resolution
     program = packets.neighbour_filter(gateway)
-    sock = open_packet_socket(name, ifindex, protocol, program, timestamps=False)
     wanted = ipaddress.ip_address(gateway)
+    sock = open_packet_socket(name, ifindex, protocol, program, timestamps=False)
     try:
         _name, _protocol, _kind, link_type, own_mac = sock.getsockname()
         if link_type != ARPHRD_ETHER:
