@@ -262,10 +262,10 @@ class Lab:
             spec.name: _UplinkState(spec, i, f"{self.prefix}-isp-{spec.name}")
             for i, spec in enumerate(specs, start=1)
         }
-        for state in self._uplinks.values():
-            inside = [t for t in self.targets6 if ipaddress.ip_address(t) in _lab_nets6(state)]
-            if inside:
-                raise ValueError(f"targets {inside} are on the lab's own links")
+        own_links = [net for state in self._uplinks.values() for net in _lab_nets6(state)]
+        inside = [t for t in self.targets6 if any(ipaddress.ip_address(t) in n for n in own_links)]
+        if inside:
+            raise ValueError(f"targets {inside} are on the lab's own links")
         self._namespaces: list[str] = []
         self._processes: list[subprocess.Popen[Any]] = []
         self._workdir: str | None = None
