@@ -15,18 +15,18 @@ Addressing plan (what other lab modules, such as DHCP/RA servers, may rely on):
 =====================  ===============================  ==================================
 where                  IPv4                             IPv6
 =====================  ===============================  ==================================
-daemon's UPLINK        100.64.i.2/24                    2001:db8:i::2/64 (the group is i's
-                       (p2p: 100.64.i.2 peer .1)        decimal digits: uplink 12 is
-                                                        2001:db8:12::/64); p2p:
+daemon's UPLINK        100.64.i.2/24                    2001:db8:i::2/64 (i in hex, as
+                       (p2p: 100.64.i.2 peer .1)        every IPv6 group: uplink 10 is
+                                                        2001:db8:a::/64); p2p:
                                                         2001:db8:i::2 peer 2001:db8:i::1;
                                                         plus the kernel's own link-local
 ISP's ``cust``         100.64.i.1/24 (the gateway)      2001:db8:i::1/64 and fe80::1/64,
                        (p2p: 100.64.i.1 peer .2)        its only link-local: the gateway
                                                         (p2p: 2001:db8:i::1 peer ::2, and
                                                         fe80::1/64)
-ISP's ``transit``      198.51.100.(4i+1)/30             2001:db8:f0ii::1/64 (ii: i on two
-                                                        decimal digits, f001 .. f062)
-internet's ``isp<i>``  198.51.100.(4i+2)/30             2001:db8:f0ii::2/64
+ISP's ``transit``      198.51.100.(4i+1)/30             2001:db8:f00i::1/64 (f000 + i:
+                                                        f001 .. f03e)
+internet's ``isp<i>``  198.51.100.(4i+2)/30             2001:db8:f00i::2/64
 internet's lo          the IPv4 targets, /32            the IPv6 targets, /128
                        (default 203.0.113.10)           (default 2001:db8:ffff::10, ::11)
 =====================  ===============================  ==================================
@@ -90,6 +90,10 @@ ISP_LINK_LOCAL = "fe80::1"  # the ISP's only link-local on every uplink: the IPv
 RA_LIFETIME = 1800  # s: radvd's default router lifetime (3 x MaxRtrAdvInterval)
 RTPROT_RA = 9
 _LINK_LOCAL = ipaddress.IPv6Network("fe80::/64")
+# No duplicate address detection on the ISPs' and the internet's links: their link-locals
+# are usable at once, so the first packet across waits for no tentative address (a
+# neighbour solicitation needs a source). The daemon's namespace keeps the kernel's way.
+NO_DAD = ("net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
 Family = Literal[4, 6]
 _UPLINK_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$")
 _registry = _process.Registry()
@@ -103,8 +107,8 @@ def prefixes_used() -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Uplink:
     """An uplink of the daemon's host: a name and how it is wired. ``dad``: the daemon's
-    global IPv6 address goes through duplicate address detection (tentative for about a
-    second after the uplink is created) instead of being usable at once."""
+    global IPv6 address goes through duplicate address detection (tentative for a second
+    or two after the uplink is created) instead of being usable at once."""
 
     name: str
     kind: UplinkKind = "ethernet"
@@ -203,24 +207,24 @@ class _UplinkState:
     def internet_transfer(self) -> str:
         return f"198.51.100.{4 * self.index + 2}"
 
-    # IPv6: the group after 2001:db8: is written with the index's decimal digits, so that
-    # uplink 12's networks read like its IPv4 ones (100.64.12.0/24, 2001:db8:12::/64).
-
-    @property
-    def local6(self) -> str:
-        return f"2001:db8:{self.index}::2"
-
-    @property
-    def gateway6_global(self) -> str:
-        return f"2001:db8:{self.index}::1"
+    # IPv6: the third group is the index (in hex, as IPv6 is written): 2001:db8:a::/64
+    # beside 100.64.10.0/24.
 
     @property
     def subnet6(self) -> ipaddress.IPv6Network:
-        return ipaddress.IPv6Network(f"2001:db8:{self.index}::/64")
+        return ipaddress.IPv6Network(f"2001:db8:{self.index:x}::/64")
+
+    @property
+    def local6(self) -> str:
+        return str(self.subnet6.network_address + 2)
+
+    @property
+    def gateway6_global(self) -> str:
+        return str(self.subnet6.network_address + 1)
 
     @property
     def transfer6(self) -> ipaddress.IPv6Network:
-        return ipaddress.IPv6Network(f"2001:db8:f0{self.index:02d}::/64")
+        return ipaddress.IPv6Network(f"2001:db8:{0xF000 + self.index:x}::/64")
 
     @property
     def isp_transfer6(self) -> str:
@@ -333,9 +337,12 @@ class Lab:
         self._workdir = tempfile.mkdtemp(prefix=f"{self.prefix}-")
         self._add_namespace(self.daemon_ns)
         self._add_namespace(self.internet_ns)
-        self._sysctl(self.internet_ns, "net.ipv4.icmp_echo_ignore_all", "1")
-        self._sysctl(self.internet_ns, "net.ipv6.icmp.echo_ignore_all", "1")
-        self._skip_dad(self.internet_ns)
+        self._sysctl(
+            self.internet_ns,
+            "net.ipv4.icmp_echo_ignore_all=1",
+            "net.ipv6.icmp.echo_ignore_all=1",
+            *NO_DAD,
+        )
         for target in self.targets:
             self._ip(self.internet_ns, f"addr add {target}/32 dev lo")
         for target in self.targets6:
@@ -352,17 +359,19 @@ class Lab:
         self._ip(ns, "link set lo up")
         # Probes leave through one uplink while the main table may point at another:
         # strict reverse-path filtering would drop their replies.
-        self._sysctl(ns, "net.ipv4.conf.all.rp_filter", "0")
-        self._sysctl(ns, "net.ipv4.conf.default.rp_filter", "0")
+        self._sysctl(ns, "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0")
 
     def _build_isp(self, state: _UplinkState) -> None:
         isp, inet, peer = state.isp_ns, self.internet_ns, f"isp{state.index}"
         self._add_namespace(isp)
-        self._sysctl(isp, "net.ipv4.ip_forward", "1")
-        self._sysctl(isp, "net.ipv6.conf.all.forwarding", "1")
-        # A carrier cut (cust set down) must not take the ISP's addresses with it.
-        self._sysctl(isp, "net.ipv6.conf.all.keep_addr_on_down", "1")
-        self._skip_dad(isp)
+        self._sysctl(
+            isp,
+            "net.ipv4.ip_forward=1",
+            "net.ipv6.conf.all.forwarding=1",
+            # A carrier cut (cust set down) must not take the ISP's addresses with it.
+            "net.ipv6.conf.all.keep_addr_on_down=1",
+            *NO_DAD,
+        )
         self._ip(isp, f"link add {ISP_UPLINK} type veth peer name {peer} netns {inet}")
         self._ip(isp, f"addr add {state.isp_transfer}/30 dev {ISP_UPLINK}")
         self._ip(isp, f"addr add {state.isp_transfer6}/64 dev {ISP_UPLINK} nodad")
@@ -392,7 +401,7 @@ class Lab:
             local6 = f"{state.local6} peer {state.gateway6_global}"
             isp6 = f"{state.gateway6_global} peer {state.local6}"
         # fe80::1 is to be the ISP's only link-local: no address of its own making.
-        self._sysctl(isp, f"net.ipv6.conf.{ISP_DOWNLINK}.addr_gen_mode", "1")
+        self._sysctl(isp, f"net.ipv6.conf.{ISP_DOWNLINK}.addr_gen_mode=1")
         state.isp_gateways = {state.gateway, state.gateway6_global, ISP_LINK_LOCAL}
         state.present = True
         self._ip(isp, f"link set {ISP_DOWNLINK} up")
@@ -639,7 +648,7 @@ class Lab:
         if not 1 <= transmits <= 100:
             raise ValueError(f"transmits must be within 1..100, got {transmits}")
         name = state.name
-        self._sysctl(self.daemon_ns, f"net.ipv6.conf.{name}.dad_transmits", str(transmits))
+        self._sysctl(self.daemon_ns, f"net.ipv6.conf.{name}.dad_transmits={int(transmits)}")
         self._ip(self.daemon_ns, f"-6 addr flush dev {name} scope global")
         if state.spec.kind == "ethernet":
             self._ip(self.daemon_ns, f"addr add {state.local6}/64 dev {name}")
@@ -807,15 +816,9 @@ class Lab:
         """``ip -n NS COMMAND``; the words of COMMAND are names and addresses we checked."""
         return _process.run(["ip", "-n", ns, *command.split()]).stdout
 
-    def _skip_dad(self, ns: str) -> None:
-        """No duplicate address detection on the links ``ns`` will have: their link-locals
-        are usable at once, so the first packet across the ISP and the internet waits for
-        no tentative address (neighbour solicitations need a source)."""
-        for conf in ("all", "default"):
-            self._sysctl(ns, f"net.ipv6.conf.{conf}.accept_dad", "0")
-
-    def _sysctl(self, ns: str, key: str, value: str) -> None:
-        _process.run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", f"{key}={value}"])
+    def _sysctl(self, ns: str, *settings: str) -> None:
+        """Set ``key=value`` ``settings`` in ``ns``, in one run of sysctl."""
+        _process.run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", *settings])
 
     def _spawn(self, helper: str, *args: str) -> subprocess.Popen[bytes]:
         assert self._workdir is not None
