@@ -108,7 +108,8 @@ def prefixes_used() -> tuple[str, ...]:
 class Uplink:
     """An uplink of the daemon's host: a name and how it is wired. ``dad``: the daemon's
     global IPv6 address goes through duplicate address detection (tentative for a second
-    or two after the uplink is created) instead of being usable at once."""
+    or two after the uplink is created) instead of being usable at once; ethernet only, as
+    the kernel does no DAD on a point-to-point (NOARP) link."""
 
     name: str
     kind: UplinkKind = "ethernet"
@@ -640,22 +641,24 @@ class Lab:
         state.ra = None
 
     def redo_dad(self, uplink: str, *, transmits: int = 1) -> None:
-        """Renumber the daemon's global IPv6 address on ``uplink`` through duplicate
-        address detection: it is removed and added again, tentative from this call on for
-        ``transmits`` neighbour solicitations one second apart (the kernel's RetransTimer),
-        then usable (its prefix route goes and comes back with it)."""
+        """Renumber the daemon's global IPv6 address on ``uplink`` (2001:db8:i::2) through
+        duplicate address detection, whatever the uplink's ``dad``: it is removed and
+        added again, tentative from this call on for ``transmits`` neighbour solicitations
+        one second apart (the kernel's RetransTimer), then usable. Its prefix route goes
+        and comes back with it; other addresses (a client's) stay. On a p2p uplink the
+        kernel does no DAD (NOARP links, as PPP): the address is usable at once."""
         state = self._present(uplink)
         if not 1 <= transmits <= 100:
             raise ValueError(f"transmits must be within 1..100, got {transmits}")
         name = state.name
         self._sysctl(self.daemon_ns, f"net.ipv6.conf.{name}.dad_transmits={int(transmits)}")
-        self._ip(self.daemon_ns, f"-6 addr flush dev {name} scope global")
         if state.spec.kind == "ethernet":
+            self._ip(self.daemon_ns, f"-6 addr del {state.local6}/64 dev {name}")
             self._ip(self.daemon_ns, f"addr add {state.local6}/64 dev {name}")
         else:
-            self._ip(
-                self.daemon_ns, f"addr add {state.local6} peer {state.gateway6_global} dev {name}"
-            )
+            self._ip(self.daemon_ns, f"-6 addr del {state.local6}/128 dev {name}")
+            peer = f"{state.local6} peer {state.gateway6_global}"
+            self._ip(self.daemon_ns, f"addr add {peer} dev {name}")
 
     def _delete_route(self, spec: str, family: Family = 4) -> None:
         try:
