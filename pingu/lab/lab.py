@@ -94,7 +94,7 @@ _LINK_LOCAL = ipaddress.IPv6Network("fe80::/64")
 # are usable at once, so the first packet across waits for no tentative address (a
 # neighbour solicitation needs a source). The daemon's namespace keeps the kernel's way.
 NO_DAD = ("net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
-Family = Literal[4, 6]
+IPVersion = Literal[4, 6]
 _UPLINK_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$")
 _registry = _process.Registry()
 
@@ -142,7 +142,7 @@ class Route:
     flags: tuple[str, ...] = ()
     prefsrc: str | None = None
     metrics: tuple[tuple[str, int], ...] = ()  # route metrics: ("advmss", 1360), ("mtu", 1400)
-    family: Family = 4
+    family: IPVersion = 4
     expires: int | None = None  # seconds left (an RA's route), None: never
     pref: str | None = None  # IPv6 router preference: "low", "medium", "high"
     nexthops: tuple[Nexthop, ...] = ()  # the paths of a multipath route
@@ -494,13 +494,13 @@ class Lab:
         """Whether ``uplink`` has carrier in the daemon namespace."""
         return "LOWER_UP" in self._link(uplink).get("flags", [])
 
-    def routes(self, table: int = 254, family: Family = 4) -> list[Route]:
+    def routes(self, table: int = 254, family: IPVersion = 4) -> list[Route]:
         """The routes of ``table`` in the daemon namespace, of one family (IPv4 unless told)."""
         family = _family(family)
         text = self._ip(self.daemon_ns, f"-d -j -N -{family} route show table {int(table)}")
         return [_parse_route(entry, table, family) for entry in json.loads(text or "[]")]
 
-    def default_routes(self, table: int = 254, family: Family = 4) -> list[Route]:
+    def default_routes(self, table: int = 254, family: IPVersion = 4) -> list[Route]:
         """The default routes of ``table`` in the daemon namespace (IPv4 unless told)."""
         return [r for r in self.routes(table, family) if r.is_default]
 
@@ -660,7 +660,7 @@ class Lab:
             peer = f"{state.local6} peer {state.gateway6_global}"
             self._ip(self.daemon_ns, f"addr add {peer} dev {name}")
 
-    def _delete_route(self, spec: str, family: Family = 4) -> None:
+    def _delete_route(self, spec: str, family: IPVersion = 4) -> None:
         try:
             self._ip(self.daemon_ns, f"-{family} route del " + spec)
         except LabError as exc:
@@ -727,14 +727,14 @@ class Lab:
                         self._ip(state.isp_ns, f"addr add {address}/64 dev {ISP_DOWNLINK} nodad")
         self._wait_carrier(state, up)
 
-    def cut_upstream(self, uplink: str, family: Family | None = None) -> None:
+    def cut_upstream(self, uplink: str, family: IPVersion | None = None) -> None:
         """The ISP loses its way to the internet (a blackhole default route in the ISP
         namespace), for one family (4 or 6) or both (None); the uplink itself stays up."""
         state = self._state(uplink)
         for each in _families(family):
             self._ip(state.isp_ns, f"-{each} route replace blackhole default")
 
-    def restore_upstream(self, uplink: str, family: Family | None = None) -> None:
+    def restore_upstream(self, uplink: str, family: IPVersion | None = None) -> None:
         """The ISP reaches the internet again, for one family (4 or 6) or both (None)."""
         state = self._state(uplink)
         for each in _families(family):
@@ -884,19 +884,19 @@ def _lease_route(state: _UplinkState, lease: _Lease, *, deleting: bool = False) 
     return route
 
 
-def _upstream_route(state: _UplinkState, family: Family) -> str:
+def _upstream_route(state: _UplinkState, family: IPVersion) -> str:
     """The `ip route` arguments of the ISP's default route to the internet."""
     via = state.internet_transfer if family == 4 else state.internet_transfer6
     return f"default via {via} dev {ISP_UPLINK}"
 
 
-def _family(family: int) -> Family:
+def _family(family: int) -> IPVersion:
     if family not in (4, 6):
         raise ValueError(f"family must be 4 or 6, got {family!r}")
     return 4 if family == 4 else 6
 
 
-def _families(family: int | None) -> tuple[Family, ...]:
+def _families(family: int | None) -> tuple[IPVersion, ...]:
     return (4, 6) if family is None else (_family(family),)
 
 
@@ -927,7 +927,7 @@ def _check_target(text: str) -> str:
     return str(address)
 
 
-def _parse_route(entry: dict[str, Any], table: int, family: Family = 4) -> Route:
+def _parse_route(entry: dict[str, Any], table: int, family: IPVersion = 4) -> Route:
     """A route from `ip -d -j -N route show` (numbers, not names; absent means default)."""
     dst = entry.get("dst", "default")
     if dst == "default":
