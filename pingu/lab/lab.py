@@ -38,12 +38,15 @@ default route of either family: a simulated client puts them in (:meth:`Lab.dhcp
 :meth:`Lab.ra_add`), or a real one does.
 
 IPv6 details: every address the lab adds skips duplicate address detection (``nodad``),
-except the daemon's own on an ``Uplink(..., dad=True)``, which goes through it (tentative
-about a second after each creation, and again after :meth:`Lab.redo_dad`). The ISP's
-``cust`` generates no link-local of its own (``addr_gen_mode`` 1), so that fe80::1 is
-the source of whatever it says on the link (neighbour advertisements, router
-advertisements), and keeps its addresses when it goes down (``keep_addr_on_down``), so
-that a carrier cut does not renumber it.
+except the daemon's own on an ethernet ``Uplink(..., dad=True)``, which goes through it
+(tentative a second or two after each creation, and again after :meth:`Lab.redo_dad`).
+The ISP and internet namespaces do no DAD at all (``accept_dad`` 0); the daemon's keeps
+the kernel's defaults (DAD on its own link-locals, ``accept_ra`` 1: it takes whatever
+router advertisement a real RA daemon sends). The ISP's ``cust`` generates no link-local
+of its own (``addr_gen_mode`` 1), so that fe80::1 is the source of whatever it says on
+the link (neighbour advertisements, router advertisements); it keeps its global address
+when it goes down (``keep_addr_on_down``), and the lab puts its link-locals back when it
+comes up, so that a carrier cut does not renumber it.
 
 The internet namespace ignores echoes in its kernel; a responder process answers them
 instead, so that tests can impose loss and delay per target.
