@@ -1,24 +1,34 @@
-"""The prober port on packet sockets: one round of ICMP echoes through a chosen gateway on
-one uplink, whatever the routing table says.
+"""The prober port on packet sockets: one round of ICMP or ICMPv6 echoes through a chosen
+gateway on one uplink, whatever the routing table says.
 
-How a round works:
+How a round works (the same for both families; what differs, the packets, is in
+:data:`icmp_packets.IPV4_PACKETS` and :data:`icmp_packets.IPV6_PACKETS`):
 
 - The uplink is checked first, sending nothing when it cannot be used: interface gone,
-  administratively down, carrier down (no ``IFF_RUNNING``), no IPv4 address, or (on an
-  Ethernet-like uplink) no gateway. These are read with ioctls on a socket, so they answer
-  for the network namespace of the calling thread, unlike ``/sys/class/net``, which shows
-  the namespace sysfs was mounted in.
-- Ethernet-like uplinks: the gateway's MAC is resolved with our own ARP request on that
-  interface (cached per (ifindex, gateway); forgotten when a round gets no answer at all),
-  and each echo leaves as a frame to that MAC. Point-to-point uplinks (PPP, tun, raw-IP
-  modems): each echo leaves as a bare IPv4 packet. Both go through one AF_PACKET
-  SOCK_DGRAM socket bound to the uplink, so neither routes nor rp_filter are consulted;
-  the same socket receives the replies before the IP stack (and rp_filter) sees them.
+  administratively down, carrier down (no ``IFF_RUNNING``), no address of the family to
+  send from, or (on an Ethernet-like uplink) no gateway. These are read with ioctls on a
+  socket and from ``/proc/thread-self/net``, so they answer for the network namespace of
+  the calling thread, unlike ``/sys/class/net``, which shows the namespace sysfs was
+  mounted in. IPv4 sends from ``probe.source`` or else the interface's primary address;
+  IPv6 only from ``probe.source`` (the core chose it among the uplink's global
+  addresses), and only if the interface holds it and it is not tentative or failed
+  duplicate address detection (a host may not send from such an address).
+- Ethernet-like uplinks: the gateway's MAC is resolved with our own question on that
+  interface, ARP for IPv4, an ICMPv6 neighbour solicitation to the gateway's
+  solicited-node group for IPv6 (the gateway is usually link-local there), cached per
+  (ifindex, gateway) and forgotten when a round gets no answer at all; each echo leaves
+  as a frame to that MAC. Point-to-point uplinks (PPP, tun, raw-IP modems): each echo
+  leaves as a bare IP packet. Both go through one AF_PACKET SOCK_DGRAM socket bound to
+  the uplink and the family's ethertype, so neither routes nor reverse-path filters are
+  consulted (there need not be any route of that family at all); the same socket
+  receives the replies before the IP stack (and rp_filter, or netfilter's rpfilter) sees
+  them.
 - That socket carries a classic BPF filter written by hand (:mod:`icmp_packets`): only
-  unfragmented ICMP echo replies to our address with the round's random identifier wake
-  the event loop. The replies are then matched in Python: from a target, the echo's
-  sequence number, the round's random 16-byte cookie followed by that sequence number,
-  within the timeout; a duplicate counts once, a late reply stays a loss.
+  unfragmented echo replies to our address with the round's random identifier wake the
+  event loop (for IPv6: ICMPv6 right after the IPv6 header, no extension header). The
+  replies are then matched in Python: from a target, the echo's sequence number, the
+  round's random 16-byte cookie followed by that sequence number, within the timeout; a
+  duplicate counts once, a late reply stays a loss.
 - Delay = the kernel's receive timestamp of the reply (SO_TIMESTAMPNS, CLOCK_REALTIME)
   minus CLOCK_REALTIME read immediately before ``sendto`` in the same callback: neither
   end includes the event loop's lag. (A wall-clock step during the round is detected and
@@ -30,7 +40,8 @@ How a round works:
   domain's, :func:`pingu.domain.verdict.target_outlook`). Echoes still in flight then are
   reported as abandoned, not lost: nobody waited for them.
 - Everything runs on the event loop: non-blocking sockets, ``add_reader`` and timers;
-  every socket is closed when its round ends.
+  every socket is closed when its round ends. Rounds of both families may run at once on
+  one uplink: each has its own socket, identifier and filter.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import ipaddress
 import logging
 import secrets
 import socket
@@ -50,21 +62,17 @@ from dataclasses import dataclass, field
 from pingu.adapters.bpf import Insn, attach_filter
 from pingu.adapters.icmp_packets import (
     ARPHRD_ETHER,
-    BROADCAST_MAC,
     COOKIE_SIZE,
-    ETH_P_ARP,
-    ETH_P_IP,
+    IPV4_PACKETS,
+    IPV6_PACKETS,
+    FamilyPackets,
     Outcome,
     RoundMatcher,
     TargetLedger,
-    arp_reply_filter,
-    arp_request,
-    echo_reply_filter,
     format_mac,
-    parse_arp_reply,
 )
 from pingu.domain.commands import StartProbe
-from pingu.domain.model import RoundResult, TargetResult
+from pingu.domain.model import Family, RoundResult, TargetResult
 from pingu.domain.verdict import Outlook, Tally, round_outlook, target_outlook
 
 log = logging.getLogger(__name__)
@@ -78,6 +86,10 @@ ARP_ATTEMPTS = 3
 RECEIVE_SIZE = 2048
 DRAIN_LIMIT = 256  # packets handled per wake-up, so that a flood cannot starve the loop
 SETTLE_SLACK_S = 1.0  # beyond the last echo's timeout: a bound that should never be hit
+IF_INET6 = "/proc/thread-self/net/if_inet6"  # this thread's namespace, not the process's
+IFA_F_DADFAILED = 0x08
+IFA_F_TENTATIVE = 0x40
+PACKETS = {Family.IPV4: IPV4_PACKETS, Family.IPV6: IPV6_PACKETS}
 
 _TIMESPEC = struct.Struct("@ll")  # the native struct timespec of SO_TIMESTAMPNS
 _ANCILLARY_SIZE = socket.CMSG_SPACE(_TIMESPEC.size)
@@ -103,6 +115,7 @@ class RoundDiagnostics:
 class _Link:
     name: str
     source: str
+    packets: FamilyPackets
 
 
 class PacketProber:
@@ -131,7 +144,7 @@ class PacketProber:
         answers = round_.matcher.counts
         if gateway_mac is not None and not answers[Outcome.MATCHED] + answers[Outcome.LATE]:
             # Perhaps the gateway was replaced (same address, new MAC): ask again next time.
-            self._gateway_macs.pop((probe.ifindex, probe.gateway or ""), None)
+            self._gateway_macs.pop(_gateway_key(probe), None)
         if log.isEnabledFor(logging.DEBUG):
             round_.log_echoes()
             log.debug("%s: round %s: %s", probe.uplink, diagnostics, result)
@@ -143,13 +156,24 @@ class PacketProber:
 
     async def _gateway_mac(self, probe: StartProbe, link: _Link) -> bytes:
         assert probe.gateway is not None  # _usable_link checked it
-        key = (probe.ifindex, probe.gateway)
+        key = _gateway_key(probe)
         mac = self._gateway_macs.get(key)
         if mac is None:
-            mac = await resolve_gateway(link.name, link.source, probe.gateway, probe.timeout_ms)
+            mac = await resolve_gateway(
+                link.name, link.source, probe.gateway, probe.timeout_ms, link.packets
+            )
             self._gateway_macs[key] = mac
             log.debug("%s: gateway %s is at %s", probe.uplink, probe.gateway, format_mac(mac))
         return mac
+
+
+def _gateway_key(probe: StartProbe) -> tuple[int, str]:
+    """Where a gateway's MAC is cached: its interface and its address (as an address, so
+    that ``FE80::1`` and ``fe80::1`` are one)."""
+    gateway = probe.gateway or ""
+    with contextlib.suppress(ValueError):
+        gateway = str(ipaddress.ip_address(gateway))
+    return probe.ifindex, gateway
 
 
 # --------------------------------------------------------------------- one round
@@ -183,10 +207,16 @@ class _Round:
         self.probe = probe
         self.link = link
         self.gateway_mac = gateway_mac
-        self.destination = (link.name, ETH_P_IP, 0, 0, gateway_mac or b"")
+        packets = link.packets
+        self.destination = (link.name, packets.ethertype, 0, 0, gateway_mac or b"")
         ident = secrets.randbits(16)
         self.matcher = RoundMatcher(
-            link.source, ident, secrets.token_bytes(COOKIE_SIZE), probe.targets, probe.timeout_ms
+            link.source,
+            ident,
+            secrets.token_bytes(COOKIE_SIZE),
+            probe.targets,
+            probe.timeout_ms,
+            packets=packets,
         )
         self.runs = {t: _TargetRun(ledger) for t, ledger in self.matcher.ledgers.items()}
         self.ip_id = secrets.randbits(16)
@@ -194,7 +224,10 @@ class _Round:
         self.early = False
         self.loop = asyncio.get_running_loop()
         self.sock = open_packet_socket(
-            link.name, probe.ifindex, ETH_P_IP, echo_reply_filter(link.source, ident)
+            link.name,
+            probe.ifindex,
+            packets.ethertype,
+            packets.echo_reply_filter(link.source, ident),
         )
         self.loop.add_reader(self.sock.fileno(), self._drain)
 
@@ -351,6 +384,7 @@ def _failed(probe: StartProbe, reason: str) -> RoundResult:
 
 def _usable_link(probe: StartProbe) -> _Link:
     """The uplink's name and source address, or why no echo can leave through it."""
+    packets = PACKETS[probe.family]
     try:
         name = socket.if_indextoname(probe.ifindex)
     except OSError:
@@ -360,12 +394,44 @@ def _usable_link(probe: StartProbe) -> _Link:
         raise UplinkUnusable(f"{name} is administratively down")
     if not flags & IFF_RUNNING:
         raise UplinkUnusable(f"carrier down on {name}")
-    source = probe.source or interface_ipv4(name)
+    if probe.family is Family.IPV6:
+        source = _ipv6_source(name, probe.source)
+    else:
+        source = probe.source or interface_ipv4(name)
     if source is None:
-        raise UplinkUnusable(f"no IPv4 address on {name}")
+        raise UplinkUnusable(f"no {packets.name} address on {name}")
     if not probe.point_to_point and probe.gateway is None:
         raise UplinkUnusable(f"no gateway on {name}")
-    return _Link(name, source)
+    _check_family(probe, packets)
+    return _Link(name, source, packets)
+
+
+def _check_family(probe: StartProbe, packets: FamilyPackets) -> None:
+    """Every address of the round is of its family (or no packet could be written)."""
+    gateway = () if probe.point_to_point or probe.gateway is None else (probe.gateway,)
+    for address in (*probe.targets, *gateway):
+        try:
+            socket.inet_pton(packets.address_family, address)
+        except (OSError, ValueError):
+            raise UplinkUnusable(f"{address} is not an {packets.name} address") from None
+
+
+def _ipv6_source(name: str, source: str | None) -> str | None:
+    """``source``, if interface ``name`` holds it and may send from it (None: no source)."""
+    if source is None:
+        return None
+    try:
+        address = ipaddress.IPv6Address(source)
+    except ValueError:
+        raise UplinkUnusable(f"{source} is not an IPv6 address") from None
+    flags = interface_ipv6(name).get(address)
+    if flags is None:
+        raise UplinkUnusable(f"{address} is not an address of {name}")
+    if flags & IFA_F_DADFAILED:
+        raise UplinkUnusable(f"{address} on {name} failed duplicate address detection")
+    if flags & IFA_F_TENTATIVE:
+        raise UplinkUnusable(f"{address} on {name} is tentative (duplicate address detection)")
+    return str(address)
 
 
 def _interface_ioctl(name: str, request: int) -> bytes:
@@ -393,6 +459,23 @@ def interface_ipv4(name: str) -> str | None:
             return None
         raise UplinkUnusable(f"{name}: {error.strerror or error}") from None
     return socket.inet_ntoa(answer[20:24])  # ifr_addr: family, port, then the address
+
+
+def interface_ipv6(name: str, table_path: str = IF_INET6) -> dict[ipaddress.IPv6Address, int]:
+    """The IPv6 addresses of interface ``name`` and their IFA_F_* flags, in the network
+    namespace of the calling thread (none if that namespace has no IPv6)."""
+    try:
+        with open(table_path) as table:
+            lines = table.read().splitlines()
+    except FileNotFoundError:
+        return {}
+    # Each line: address (32 hex digits), ifindex, prefix length, scope, flags, name.
+    addresses = {}
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 6 and fields[5] == name:
+            addresses[ipaddress.IPv6Address(bytes.fromhex(fields[0]))] = int(fields[4], 16)
+    return addresses
 
 
 def close_off_loop(sock: socket.socket) -> None:
@@ -432,33 +515,43 @@ def open_packet_socket(
     return sock
 
 
-async def resolve_gateway(name: str, source: str, gateway: str, timeout_ms: float) -> bytes:
-    """The MAC address of ``gateway`` on Ethernet-like interface ``name``, asked with
-    ``ARP_ATTEMPTS`` requests from ``source``, each waited for ``timeout_ms``."""
+async def resolve_gateway(
+    name: str,
+    source: str,
+    gateway: str,
+    timeout_ms: float,
+    packets: FamilyPackets = IPV4_PACKETS,
+) -> bytes:
+    """The MAC address of ``gateway`` on Ethernet-like interface ``name``, asked from
+    ``source`` with ``ARP_ATTEMPTS`` questions (ARP requests, or neighbour solicitations
+    for IPv6), each waited for ``timeout_ms``."""
     ifindex = socket.if_nametoindex(name)
-    sock = open_packet_socket(name, ifindex, ETH_P_ARP, arp_reply_filter(gateway), timestamps=False)
+    protocol, how = packets.neighbour_ethertype, packets.resolution
+    program = packets.neighbour_filter(gateway)
+    wanted = ipaddress.ip_address(gateway)
+    sock = open_packet_socket(name, ifindex, protocol, program, timestamps=False)
     try:
         _name, _protocol, _kind, link_type, own_mac = sock.getsockname()
         if link_type != ARPHRD_ETHER:
             raise UplinkUnusable(
                 f"{name} has no Ethernet link layer (type {link_type}): is it point-to-point?"
             )
-        request = arp_request(own_mac, source, gateway)
+        question, to_mac = packets.neighbour_request(own_mac, source, gateway)
         loop = asyncio.get_running_loop()
         for _attempt in range(ARP_ATTEMPTS):
             try:
-                sock.sendto(request, (name, ETH_P_ARP, 0, 0, BROADCAST_MAC))
+                sock.sendto(question, (name, protocol, 0, 0, to_mac))
             except OSError as error:
-                raise UplinkUnusable(f"ARP on {name}: {error.strerror or error}") from None
+                raise UplinkUnusable(f"{how} on {name}: {error.strerror or error}") from None
             deadline = loop.time() + timeout_ms / 1000
             while (remaining := deadline - loop.time()) > 0:
                 try:
                     data = await asyncio.wait_for(loop.sock_recv(sock, RECEIVE_SIZE), remaining)
                 except TimeoutError:
                     break
-                reply = parse_arp_reply(data)
-                if reply is not None and reply.sender_ip == gateway:
-                    return reply.sender_mac
+                answer = packets.neighbour_answer(data)
+                if answer is not None and ipaddress.ip_address(answer[0]) == wanted:
+                    return answer[1]
     finally:
         close_off_loop(sock)
-    raise UplinkUnusable(f"ARP: no answer from {gateway} on {name}")
+    raise UplinkUnusable(f"{how}: no answer from {gateway} on {name}")

@@ -1,5 +1,6 @@
-"""A small ICMP echo client for lab tests (the lab hosts have no ``ping`` binary, and
-unprivileged ICMP sockets are off): raw socket, optionally bound to one uplink.
+"""A small ICMP and ICMPv6 echo client for lab tests (the lab hosts have no ``ping`` binary,
+and unprivileged ICMP sockets are off): raw socket, optionally bound to one uplink; the
+target's family chooses ICMP or ICMPv6.
 
 ``python -m pingu.lab.ping [--netns NS] [--interface IF] [--count N] TARGET`` prints one
 JSON object: the target, how many echoes were sent, the round-trip time in ms of each
@@ -71,12 +72,13 @@ def ping(
     ident = (os.getpid() ^ int(time.monotonic() * 1000)) & 0xFFFF
     result = PingResult(target=target, sent=0)
     sent_at: dict[int, float] = {}
-    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
+    family = icmp.family_of(target)
+    request, reply = icmp.echo_kinds(family)
+    with icmp.open_raw_socket(family, only=reply) as sock:
         if interface:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
         if source:
             sock.bind((source, 0))
-        sock.setblocking(False)
         next_send = time.monotonic()
         deadline = next_send + (count - 1) * interval + timeout
         seq = 0
@@ -85,7 +87,7 @@ def ping(
             if seq < count and now >= next_send:
                 seq += 1
                 payload = _STAMP.pack(_MAGIC, now) + bytes(range(32))
-                message = icmp.echo_message(icmp.ICMP_ECHO_REQUEST, ident, seq, payload)
+                message = icmp.echo_message(request, ident, seq, payload)
                 result.sent += 1
                 sent_at[seq] = now
                 try:
@@ -96,23 +98,27 @@ def ping(
             wake = deadline if seq >= count else min(deadline, next_send)
             readable, _, _ = select.select([sock], [], [], max(0.0, wake - time.monotonic()))
             if readable:
-                _collect(sock, target, ident, sent_at, result)
+                _collect(sock, (icmp.canonical(target), reply, ident), sent_at, result)
     return result
 
 
 def _collect(
-    sock: socket.socket, target: str, ident: int, sent_at: dict[int, float], result: PingResult
+    sock: socket.socket,
+    expected: tuple[str, int, int],
+    sent_at: dict[int, float],
+    result: PingResult,
 ) -> None:
+    """Read the replies queued on ``sock``; ``expected`` is (target, reply type, ident)."""
+    target, reply, ident = expected
     while True:
         try:
-            packet = sock.recv(65536)
+            echo = icmp.receive_echo(sock)
         except BlockingIOError:
             return
         now = time.monotonic()
-        echo = icmp.parse_ipv4_echo(packet)
         if (
             echo is None
-            or echo.kind != icmp.ICMP_ECHO_REPLY
+            or echo.kind != reply
             or echo.ident != ident
             or echo.src != target
             or echo.seq not in sent_at

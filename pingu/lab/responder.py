@@ -1,9 +1,11 @@
-"""The probe targets' host: answers ICMP echo requests to the target addresses itself, so
-that the lab can drop a deterministic share of them and delay the rest.
+"""The probe targets' host: answers ICMP and ICMPv6 echo requests to the target addresses
+itself, so that the lab can drop a deterministic share of them and delay the rest.
 
 Run as ``python -m pingu.lab.responder --netns NS --control PATH --target ADDR...`` in a
-namespace whose kernel ignores echoes (``net.ipv4.icmp_echo_ignore_all=1``). Control it
-with :class:`ResponderControl` (one JSON line per request on the Unix socket PATH).
+namespace whose kernel ignores echoes of both families (``net.ipv4.icmp_echo_ignore_all=1``,
+``net.ipv6.icmp.echo_ignore_all=1``). Control it with :class:`ResponderControl` (one JSON
+line per request on the Unix socket PATH). Targets of both families are alike: each has its
+own loss pattern and delay, and every echo that reaches one is logged.
 
 Loss pattern: with share ``s`` set for a target, the echoes that reach it are numbered
 n = 1, 2, ... from the moment ``set_loss`` was called, and echo n is dropped exactly when
@@ -62,22 +64,25 @@ class TargetState:
 class _Pending:
     due: float
     order: int
-    packet: bytes = field(compare=False)
-    dst: str = field(compare=False)
+    reply: icmp.Echo = field(compare=False)
 
 
 class Responder:
     """Answers echoes to its targets; all I/O on one select loop, nothing blocks."""
 
     def __init__(self, targets: list[str], control_path: str) -> None:
-        self.targets = {t: TargetState() for t in targets}
+        self.targets = {icmp.canonical(t): TargetState() for t in targets}
         self.log: collections.deque[dict[str, Any]] = collections.deque(maxlen=LOG_LIMIT)
         self.pending: list[_Pending] = []
         self.order = 0
-        self.rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-        self.rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self.rx.setblocking(False)
+        self.rx = icmp.open_raw_socket(socket.AF_INET, only=icmp.ICMP_ECHO_REQUEST)
+        # One ICMPv6 socket both ways: it receives the requests (with their destination)
+        # and sends the replies from whichever target was asked.
+        self.rx6 = icmp.open_raw_socket(socket.AF_INET6, only=icmp.ICMPV6_ECHO_REQUEST)
+        for sock in (self.rx, self.rx6):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self.tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        self.senders = {socket.AF_INET: self.tx, socket.AF_INET6: self.rx6}
         self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.control.bind(control_path)
         self.control.listen(16)
@@ -93,27 +98,27 @@ class Responder:
             timeout = 0.5
             if self.pending:
                 timeout = max(0.0, min(timeout, self.pending[0].due - time.monotonic()))
-            readable, _, _ = select.select([self.rx, self.control, *self.clients], [], [], timeout)
+            listening = [self.rx, self.rx6, self.control, *self.clients]
+            readable, _, _ = select.select(listening, [], [], timeout)
             for sock in readable:
-                if sock is self.rx:
-                    self._receive_echoes()
+                if sock in (self.rx, self.rx6):
+                    self._receive_echoes(sock)
                 elif sock is self.control:
                     self._accept()
                 else:
                     self._read_client(sock)
             self._send_due()
 
-    def _receive_echoes(self) -> None:
+    def _receive_echoes(self, sock: socket.socket) -> None:
         for _ in range(256):
             try:
-                packet = self.rx.recv(MAX_REQUEST)
+                echo = icmp.receive_echo(sock)
             except BlockingIOError:
                 return
-            self._on_packet(packet, time.monotonic())
+            self._on_echo(echo, time.monotonic())
 
-    def _on_packet(self, packet: bytes, now: float) -> None:
-        echo = icmp.parse_ipv4_echo(packet)
-        if echo is None or echo.kind != icmp.ICMP_ECHO_REQUEST:
+    def _on_echo(self, echo: icmp.Echo | None, now: float) -> None:
+        if echo is None or echo.kind not in (icmp.ICMP_ECHO_REQUEST, icmp.ICMPV6_ECHO_REQUEST):
             return
         state = self.targets.get(echo.dst)
         if state is None:
@@ -132,25 +137,18 @@ class Responder:
         )
         if dropped:
             return
-        reply = icmp.echo_message(icmp.ICMP_ECHO_REPLY, echo.ident, echo.seq, echo.payload)
+        _request, kind = icmp.echo_kinds(icmp.family_of(echo.dst))
+        reply = icmp.Echo(echo.dst, echo.src, kind, echo.ident, echo.seq, echo.payload)
         self.order += 1
-        heapq.heappush(
-            self.pending,
-            _Pending(
-                now + state.delay_s,
-                self.order,
-                icmp.ipv4_packet(echo.dst, echo.src, reply),
-                echo.src,
-            ),
-        )
+        heapq.heappush(self.pending, _Pending(now + state.delay_s, self.order, reply))
 
     def _send_due(self) -> None:
         now = time.monotonic()
         while self.pending and self.pending[0].due <= now:
-            item = heapq.heappop(self.pending)
+            reply = heapq.heappop(self.pending).reply
             # No route back (an upstream cut, say): the reply is lost, as it would be.
             with contextlib.suppress(OSError):
-                self.tx.sendto(item.packet, (item.dst, 0))
+                icmp.send_echo(self.senders[icmp.family_of(reply.dst)], reply)
 
     def _accept(self) -> None:
         try:
@@ -192,9 +190,10 @@ class Responder:
     def _selected(self, target: str | None) -> list[TargetState]:
         if target is None:
             return list(self.targets.values())
-        if target not in self.targets:
+        state = self.targets.get(icmp.canonical(target))
+        if state is None:
             raise KeyError(f"unknown target {target}")
-        return [self.targets[target]]
+        return [state]
 
     def _apply(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request["op"]
@@ -260,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         responder.run()
     finally:
-        for sock in (responder.rx, responder.tx, responder.control, *responder.clients):
+        sockets = (responder.rx, responder.rx6, responder.tx, responder.control)
+        for sock in (*sockets, *responder.clients):
             sock.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(args.control)
