@@ -633,7 +633,13 @@ def ends_flows_no_route(commands: list[Output], name: str) -> None:
 @then(step('pingu {verb:Word} "{route:Route}" before it ends them'))
 def route_change_before_ending(commands: list[Output], verb: str, route: Route) -> None:
     kind = {"installs": InstallOwnRoute, "removes": RemoveOwnRoute}[verb]
-    change = next(i for i, c in enumerate(commands) if isinstance(c, kind) and c.route == route)
+    change = next(
+        i
+        for i, c in enumerate(commands)
+        if isinstance(c, InstallOwnRoute | RemoveOwnRoute)
+        and isinstance(c, kind)
+        and c.route == route
+    )
     end = next(i for i, c in enumerate(commands) if isinstance(c, EndFlows))
     assert change < end, commands
 
