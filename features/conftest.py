@@ -603,10 +603,18 @@ def quiet_period(driver: Driver, seconds: float) -> list[Output]:
 
 @given(step("{name:Word} has {switches} off"), target_fixture="commands")
 def flows_off(driver: Driver, name: str, switches: str) -> list[Output]:
-    off = {word: False for word in switches.split(" and ")}
+    off = switches.split(" and ")
     assert set(off) <= {"flush_conntrack", "kill_sockets"}, switches
     cfg = driver.core.config
-    uplinks = tuple(dataclasses.replace(u, **off) if u.name == name else u for u in cfg.uplinks)
+
+    def turned_off(u: UplinkConfig) -> UplinkConfig:
+        return dataclasses.replace(
+            u,
+            flush_conntrack=u.flush_conntrack and "flush_conntrack" not in off,
+            kill_sockets=u.kill_sockets and "kill_sockets" not in off,
+        )
+
+    uplinks = tuple(turned_off(u) if u.name == name else u for u in cfg.uplinks)
     return driver.reconfigure(dataclasses.replace(cfg, uplinks=uplinks))
 
 
