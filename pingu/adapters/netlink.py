@@ -123,7 +123,7 @@ class Addresses:
             elif not added and address in self.ipv4:
                 self.ipv4.remove(address)
         elif family is Family.IPV6 and int(msg.get("scope") or 0) == RT_SCOPE_UNIVERSE:
-            address = str(msg.get("address"))
+            address = own_address(msg)
             if added:
                 self.ipv6[address] = address_flags(msg)
             else:
@@ -169,8 +169,8 @@ def link_info(msg: Message, addresses: Addresses | None) -> LinkInfo:
 
 
 def own_address(msg: Message) -> str:
-    """The interface's own IPv4 address: IFA_LOCAL (on point-to-point links IFA_ADDRESS is
-    the peer's), else IFA_ADDRESS."""
+    """The interface's own address (either family): IFA_LOCAL (on point-to-point links,
+    `addr add LOCAL peer PEER`, IFA_ADDRESS is the peer's), else IFA_ADDRESS."""
     return str(msg.get("local") or msg.get("address"))
 
 

@@ -168,6 +168,20 @@ def test_point_to_point_address_is_the_local_one_not_the_peer() -> None:
     assert table._translate(added) == [LinkChanged(4, "ppp0", True, True, True, "100.64.3.2")]
 
 
+def test_point_to_point_ipv6_address_is_the_local_one_not_the_peer() -> None:
+    # `ip addr add 2001:db8:3::2 peer 2001:db8:3::1 dev ppp0`: IFA_ADDRESS is the peer's.
+    table = NetlinkRouteTable()
+    table._translate(link_msg(index=4, ifname="ppp0", ifi_type=65534))
+    v6 = {"event": "RTM_NEWADDR", "index": 4, "family": socket.AF_INET6, "scope": 0}
+    peer = Msg(v6, address="2001:db8:3::1", local="2001:db8:3::2", flags=0x80)
+    (added,) = table._translate(peer)
+    assert isinstance(added, LinkChanged)
+    assert added.address6 == "2001:db8:3::2"
+    (removed,) = table._translate(Msg(peer, event="RTM_DELADDR"))
+    assert isinstance(removed, LinkChanged)
+    assert removed.address6 is None
+
+
 def rtnetlink_message(kind: int, dst_len: int, byteorder: str) -> bytes:
     """An nlmsghdr (host byte order) followed by the first bytes of an rtmsg/ifinfomsg."""
     order = "<" if byteorder == "little" else ">"
