@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pingu.domain.commands import (
     InstallOwnRoute,
     RemoveOwnRoute,
@@ -28,7 +30,11 @@ def own_route(
     family: Family = Family.IPV4,
 ) -> Route:
     """pingu's default route for an uplink: via its gateway, or scope link without one,
-    carrying the attributes of the route it was learned from (source, onlink, MTU...)."""
+    carrying the attributes of the route it was learned from (source, onlink, MTU...).
+
+    IPv6 routes have no scope: the kernel files every one as universe, and reports it so.
+    The route is asked for as it will be reported, or pingu would not know its own."""
+    link_scope = gateway is None and family is Family.IPV4
     return Route(
         ifindex=ifindex,
         ifname=ifname,
@@ -37,15 +43,16 @@ def own_route(
         proto=proto,
         table=MAIN_TABLE,
         dst_len=0,
-        scope=SCOPE_UNIVERSE if gateway else SCOPE_LINK,
+        scope=SCOPE_LINK if link_scope else SCOPE_UNIVERSE,
         attributes=attributes if gateway else _without_onlink(attributes),
         family=family,
     )
 
 
 def _without_onlink(attributes: RouteAttributes) -> RouteAttributes:
-    """`onlink` qualifies a gateway: a route without one has nothing to qualify."""
-    return RouteAttributes(attributes.prefsrc, False, attributes.metrics)
+    """`onlink` qualifies a gateway: a route without one has nothing to qualify (the rest,
+    the IPv6 router preference included, stays)."""
+    return dataclasses.replace(attributes, onlink=False)
 
 
 def route_diff(

@@ -14,12 +14,12 @@ from pingu.domain.commands import (
     StartProbe,
 )
 from pingu.domain.events import LinkChanged, RouteAppeared, TableSnapshot
-from pingu.domain.model import Route, RouteAttributes
+from pingu.domain.model import Family, Route, RouteAttributes
 from pingu.domain.reports import (
     TableRepaired,
 )
 from pingu.domain.routes import own_route
-from tests.unit.fakes import IFINDEX, PROTO, Driver, config, dhcp_route, uplink
+from tests.unit.fakes import IFINDEX, PROTO, TARGET6, Driver, config, dhcp_route, uplink
 from tests.unit.test_core import GW1, GW2, own, two_uplinks
 
 CLOUD = RouteAttributes(prefsrc="100.64.0.2", onlink=True)
@@ -70,6 +70,22 @@ def test_a_point_to_point_route_needs_no_onlink() -> None:
     driver.send(RouteAppeared(with_attributes(dhcp_route("ppp0", None, proto=3), CLOUD)))
     (mine,) = driver.kernel.own("ppp0")
     assert mine.attributes == RouteAttributes(prefsrc="100.64.0.2")
+
+
+def test_a_point_to_point_ipv6_route_is_asked_for_as_the_kernel_files_it() -> None:
+    # IPv6 routes have no scope (the kernel files every one as universe) and always carry
+    # their router preference: pingu's gateway-less route must be asked for that way, or
+    # the kernel's notification of it looks like another route of pingu's, to be removed.
+    driver = Driver(config(uplink("ppp0", 50, targets=(TARGET6,))))
+    driver.link("ppp0", p2p=True)
+    medium = RouteAttributes(pref=0)
+    ra = Route(4, "ppp0", None, 1024, 9, family=Family.IPV6, attributes=medium, expires=1800)
+    driver.send(RouteAppeared(ra))
+    as_filed = Route(4, "ppp0", None, 50, PROTO, family=Family.IPV6, attributes=medium)
+    assert driver.kernel.own("ppp0") == [as_filed]
+    told = driver.send(RouteAppeared(as_filed))  # the kernel's notification of it
+    assert not [c for c in told if isinstance(c, RemoveOwnRoute)], told
+    assert driver.kernel.own("ppp0") == [as_filed]
 
 
 # -- every captured route comes back ------------------------------------------------------
