@@ -420,13 +420,15 @@ class Core:
     # -- state that survives a restart --------------------------------------------------
 
     def saved_state(self, now: float) -> dict[str, SavedUplink]:
-        """What a restart needs: leases, whether routed, seconds since the last reset."""
+        """What a restart needs: leases (a router's lifetime as the seconds it has left at
+        `now`), whether routed, seconds since the last reset."""
         saved: dict[str, SavedUplink] = {}
         for link in self._links.values():
             ago = None if link.last_script_at is None else now - link.last_script_at
             paths = {
                 family: SavedPath(
-                    path.lease, Health.UP if path.standing.health.routed else Health.DOWN
+                    _lifetime_left(path.lease, now),
+                    Health.UP if path.standing.health.routed else Health.DOWN,
                 )
                 for family, path in link.paths.items()
             }
@@ -1070,6 +1072,14 @@ class Core:
             env.append(("PINGU_LOSS", f"{lost}/{waited}"))
             env.append(("PINGU_DELAY_MS", f"{sum(delays) / len(delays):.1f}" if delays else ""))
         return tuple(env)
+
+
+def _lifetime_left(lease: Lease | None, now: float) -> Lease | None:
+    """`lease` with its router's lifetime as seconds left at `now` (saved state's way)
+    instead of a deadline on the monotonic clock (the core's)."""
+    if lease is None or lease.valid_until is None:
+        return lease
+    return dataclasses.replace(lease, valid_until=lease.valid_until - now)
 
 
 def _unusable(path: Path) -> str:

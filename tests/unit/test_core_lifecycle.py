@@ -13,14 +13,14 @@ from pingu.domain.commands import (
     ScriptKind,
 )
 from pingu.domain.config import Config, WhenAllDown
-from pingu.domain.events import RouteVanished, ScriptFinished
+from pingu.domain.events import RouteAppeared, RouteVanished, ScriptFinished
 from pingu.domain.health import Health
-from pingu.domain.model import Lease
+from pingu.domain.model import Family, Lease, Route, RouteAttributes
 from pingu.domain.reports import (
     LastResort,
 )
-from pingu.domain.state import SavedUplink
-from tests.unit.fakes import PROTO, Driver, dhcp_route, round_result, uplink
+from pingu.domain.state import SavedUplink, parse_state, state_document
+from tests.unit.fakes import PROTO, TARGET6, Driver, dhcp_route, round_result, uplink
 from tests.unit.test_core import GW1, GW2, own
 
 UP_SH = "/usr/local/sbin/wan-up"
@@ -269,6 +269,30 @@ def test_saved_state_round_trips_into_a_new_core() -> None:
     # The lease kept the captured route's attributes: stop puts it back as it was.
     stop = restarted.core.stop()
     assert RestoreCapturedRoute(dhcp_route("wan2", GW2)) in stop
+
+
+def test_a_router_lease_survives_a_restart_with_the_lifetime_it_has_left() -> None:
+    # The core keeps a router's lifetime as a monotonic deadline; the state file holds a
+    # wall-clock one: the lease crosses over as seconds left, whatever either clock reads.
+    cfg = Config(proto=PROTO, uplinks=(uplink("wan1", 100, targets=(TARGET6,)),))
+    driver = driver_for(cfg)
+    medium = RouteAttributes(pref=0)
+    ra = Route(2, "wan1", "fe80::1", 1024, 9, family=Family.IPV6, attributes=medium, expires=600)
+    driver.send(RouteAppeared(ra))
+    driver.clock.advance(100.0)
+    wall = 1_800_000_000.0
+    document = state_document(driver.core.saved_state(driver.clock.monotonic()), "boot", wall)
+    assert document["uplinks"]["wan1"]["ipv6"]["lease"]["valid_until"] == wall + 500  # type: ignore[index]
+
+    restarted = Driver(cfg)  # 20 s later, in the same boot
+    restarted.clock.now = driver.clock.monotonic() + 20.0
+    saved = parse_state(document, "boot", wall + 20.0)
+    restarted.core.adopt_state(saved, restarted.clock.monotonic())
+    restarted.link("wan1")
+    stop = restarted.core.stop(restarted.clock.monotonic())
+    (restored,) = [c.route for c in stop if isinstance(c, RestoreCapturedRoute)]
+    assert restored == ra
+    assert restored.expires == 480.0
 
 
 def test_saved_state_for_unknown_uplinks_is_ignored() -> None:
