@@ -251,7 +251,7 @@ class Core:
         outputs: list[Output] = []
         for name in [n for n in self._links if config.uplink(n) is None]:
             for path in self._links.pop(name).paths.values():
-                outputs += self._release(path, at_stop=False)
+                outputs += self._release(path, at_stop=False, now=now)
         self.config = config
         for settings in config.uplinks:
             link = self._links.get(settings.name)
@@ -260,7 +260,7 @@ class Core:
                 continue
             link.config = settings
             for family in [f for f in link.paths if f not in settings.families]:
-                outputs += self._release(link.paths.pop(family), at_stop=False)
+                outputs += self._release(link.paths.pop(family), at_stop=False, now=now)
             for family in settings.families:
                 kept = link.paths.get(family)
                 if kept is None:
@@ -481,7 +481,7 @@ class Core:
             taken.append(f"{name}: gateway {gateway or 'none (point-to-point)'}")
         return taken
 
-    def stop(self, now: float = 0.0) -> list[RouteAction]:
+    def stop(self, now: float) -> list[RouteAction]:
         """Leave the table as if pingu had never run: captured routes back, pingu's gone.
 
         The shell carries these out in order without reporting back: each captured route
@@ -493,7 +493,7 @@ class Core:
         self._orphans = []
         return outputs
 
-    def _release(self, path: Path, *, at_stop: bool, now: float = 0.0) -> list[RouteAction]:
+    def _release(self, path: Path, *, at_stop: bool, now: float) -> list[RouteAction]:
         """Put the path's captured routes back, whole, and remove pingu's (once the captured
         ones are in, unless pingu is stopping: then the order is enough). A route that
         ends by itself goes back with the lifetime it has left (none left: not at all)."""

@@ -408,7 +408,7 @@ def test_stop_puts_captured_routes_back_before_removing_its_own() -> None:
     driver.capture("wan1", GW1, metric=1024)
     driver.capture("wan2", GW2, metric=600)
     driver.fail("wan2")
-    commands = driver.core.stop()
+    commands = driver.core.stop(driver.clock.monotonic())
     assert commands == [
         RestoreCapturedRoute(dhcp_route("wan1", GW1, metric=1024)),
         RemoveOwnRoute(own("wan1", GW1, 100)),
@@ -419,7 +419,7 @@ def test_stop_puts_captured_routes_back_before_removing_its_own() -> None:
 def test_stop_does_not_restore_a_gateway_only_adopted_from_its_own_route() -> None:
     driver = two_uplinks()
     driver.send(RouteAppeared(own("wan1", GW1, 100)))
-    assert driver.core.stop() == [RemoveOwnRoute(own("wan1", GW1, 100))]
+    assert driver.core.stop(driver.clock.monotonic()) == [RemoveOwnRoute(own("wan1", GW1, 100))]
 
 
 def test_round_through_an_old_gateway_is_abandoned_for_a_fresh_one() -> None:

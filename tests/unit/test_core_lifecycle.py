@@ -20,7 +20,7 @@ from pingu.domain.reports import (
     LastResort,
 )
 from pingu.domain.state import SavedUplink, parse_state, state_document
-from tests.unit.fakes import PROTO, TARGET6, Driver, dhcp_route, round_result, uplink
+from tests.unit.fakes import PROTO, TARGET, TARGET6, Driver, dhcp_route, round_result, uplink
 from tests.unit.test_core import GW1, GW2, own
 
 UP_SH = "/usr/local/sbin/wan-up"
@@ -267,7 +267,7 @@ def test_saved_state_round_trips_into_a_new_core() -> None:
     restarted.finish("wan2")
     assert own("wan2", GW2, 200) in restarted.kernel.defaults()
     # The lease kept the captured route's attributes: stop puts it back as it was.
-    stop = restarted.core.stop()
+    stop = restarted.core.stop(restarted.clock.monotonic())
     assert RestoreCapturedRoute(dhcp_route("wan2", GW2)) in stop
 
 
@@ -293,6 +293,27 @@ def test_a_router_lease_survives_a_restart_with_the_lifetime_it_has_left() -> No
     (restored,) = [c.route for c in stop if isinstance(c, RestoreCapturedRoute)]
     assert restored == ra
     assert restored.expires == 480.0
+
+
+def test_a_reload_dropping_ipv6_puts_the_ra_route_back_with_the_lifetime_it_has_left() -> None:
+    dual = uplink("wan1", 100, targets=(TARGET, TARGET6))
+    driver = driver_for(Config(proto=PROTO, uplinks=(dual,)))
+    medium = RouteAttributes(pref=0)
+    ra = Route(2, "wan1", "fe80::1", 1024, 9, family=Family.IPV6, attributes=medium, expires=600)
+    driver.send(RouteAppeared(ra))
+    driver.clock.advance(100.0)
+    ipv4_only = dataclasses.replace(dual, targets=(TARGET,))
+    commands = driver.reconfigure(Config(proto=PROTO, uplinks=(ipv4_only,)))
+    (restored,) = [c.route for c in commands if isinstance(c, RestoreCapturedRoute)]
+    assert restored == ra
+    assert restored.expires == 500.0
+    # The same when the whole uplink is dropped.
+    driver = driver_for(Config(proto=PROTO, uplinks=(dual,)))
+    driver.send(RouteAppeared(ra))
+    driver.clock.advance(100.0)
+    commands = driver.reconfigure(Config(proto=PROTO, uplinks=(uplink("wan2", 200),)))
+    (restored,) = [c.route for c in commands if isinstance(c, RestoreCapturedRoute)]
+    assert restored.expires == 500.0
 
 
 def test_saved_state_for_unknown_uplinks_is_ignored() -> None:

@@ -46,7 +46,10 @@ def test_an_onlink_route_gives_pingus_route_its_onlink_and_source() -> None:
         InstallOwnRoute(mine),
         DeleteCapturedRoute(cloud),
     ]
-    assert driver.core.stop() == [RestoreCapturedRoute(cloud), RemoveOwnRoute(mine)]
+    assert driver.core.stop(driver.clock.monotonic()) == [
+        RestoreCapturedRoute(cloud),
+        RemoveOwnRoute(mine),
+    ]
 
 
 def test_a_new_mtu_moves_pingus_route_make_before_break() -> None:
@@ -98,7 +101,7 @@ def test_two_foreign_routes_on_one_uplink_are_both_deleted_and_both_put_back() -
     driver.send(RouteAppeared(static))
     driver.send(RouteAppeared(dhcp))
     assert driver.kernel.defaults() == [own_with("wan1", GW1, 100, MTU)]
-    stop = driver.core.stop()
+    stop = driver.core.stop(driver.clock.monotonic())
     assert [c for c in stop if isinstance(c, RestoreCapturedRoute)] == [
         RestoreCapturedRoute(static),
         RestoreCapturedRoute(dhcp),
@@ -109,7 +112,7 @@ def test_a_renewal_in_the_same_slot_replaces_the_captured_route() -> None:
     driver = two_uplinks()
     driver.capture("wan1", GW1)
     driver.capture("wan1", "192.0.2.254")  # the DHCP client's next lease, same metric
-    stop = driver.core.stop()
+    stop = driver.core.stop(driver.clock.monotonic())
     assert [c for c in stop if isinstance(c, RestoreCapturedRoute)] == [
         RestoreCapturedRoute(dhcp_route("wan1", "192.0.2.254"))
     ]
@@ -229,6 +232,8 @@ def test_gateways_from_the_gateways_file_are_probed_before_they_are_routed() -> 
     assert driver.kernel.own("wan1") == []
     driver.finish("wan1")
     assert driver.kernel.own("wan1") == [own("wan1", GW1, 100)]
-    assert [c for c in driver.core.stop() if isinstance(c, RestoreCapturedRoute)] == [
+    assert [
+        c for c in driver.core.stop(driver.clock.monotonic()) if isinstance(c, RestoreCapturedRoute)
+    ] == [
         RestoreCapturedRoute(dhcp_route("wan2", GW2))
     ]  # nothing was captured on wan1: nothing to put back
