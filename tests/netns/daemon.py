@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from pingu.lab import Lab
+from pingu.lab.lab import IPVersion
 
 PROTO = 136
 WAIT_S = 15.0
@@ -32,10 +33,10 @@ STOP_S = 15.0
 
 Pattern = str | re.Pattern[str]
 _HEALTH = "up|failing|down|rising"
-JUDGED = re.compile(r" (?P<uplink>[\w.-]+): round (?P<outcome>passed|failed): (?P<reason>.*)$")
-STATE = re.compile(
-    rf" (?P<uplink>[\w.-]+) (?P<old>{_HEALTH}) -> (?P<new>{_HEALTH}): (?P<reason>.*)$"
-)
+# An uplink as the log names it: `wan1`, or `wan1/ipv6` (a path of a dual-stack uplink).
+_UPLINK = r"(?P<uplink>[\w.-]+(?:/ipv[46])?)"
+JUDGED = re.compile(rf" {_UPLINK}: round (?P<outcome>passed|failed): (?P<reason>.*)$")
+STATE = re.compile(rf" {_UPLINK} (?P<old>{_HEALTH}) -> (?P<new>{_HEALTH}): (?P<reason>.*)$")
 
 
 def until(check: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
@@ -136,7 +137,8 @@ class RunningDaemon:
 
     def decisions(self, uplink: str, *, after: int = 0) -> list[str]:
         """``uplink``'s verdicts and health changes in log order: "passed" (logged with -v
-        only), "failed", "up -> failing", ..."""
+        only), "failed", "up -> failing", ... (``wan1/ipv6``: of one family of a dual-stack
+        uplink)."""
         found = []
         for line in self.log_lines()[after:]:
             if (judged := JUDGED.search(line)) and judged["uplink"] == uplink:
@@ -147,21 +149,24 @@ class RunningDaemon:
 
     # -- the table ------------------------------------------------------------------------
 
-    def own_routes(self) -> dict[str, tuple[str | None, int]]:
-        """uplink -> (gateway, metric) of pingu's default routes in table main. An uplink with
-        two of them fails the test: pingu must never leave duplicates. A look may fall in
-        the instant of a move, between the new route's arrival and the old one's removal
-        (make before break): the table is read again, and two routes that stay are a defect."""
+    def own_routes(self, family: IPVersion = 4) -> dict[str, tuple[str | None, int]]:
+        """uplink -> (gateway, metric) of pingu's default routes in table main, of one family
+        (IPv4 unless told). An uplink with two of them fails the test: pingu must never leave
+        duplicates. A look may fall in the instant of a move, between the new route's
+        arrival and the old one's removal (make before break): the table is read again, and
+        two routes that stay are a defect."""
         for _ in range(DUPLICATE_LOOKS):
-            routes, duplicate = self._own_routes_once()
+            routes, duplicate = self._own_routes_once(family)
             if duplicate is None:
                 return routes
             time.sleep(POLL_S)
         raise AssertionError(f"two pingu routes stayed on {duplicate}: {routes}")
 
-    def _own_routes_once(self) -> tuple[dict[str, tuple[str | None, int]], str | None]:
+    def _own_routes_once(
+        self, family: IPVersion
+    ) -> tuple[dict[str, tuple[str | None, int]], str | None]:
         routes: dict[str, tuple[str | None, int]] = {}
-        for route in self.lab.default_routes():
+        for route in self.lab.default_routes(family=family):
             if route.proto == self.proto:
                 uplink = str(route.oif)
                 if uplink in routes:

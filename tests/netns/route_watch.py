@@ -1,9 +1,9 @@
-"""Every change of table main's IPv4 default routes in a lab's daemon namespace, in the
-kernel's own order, replayed into the sequence of tables the box went through: a gap of a
-few microseconds between a route's removal and another's addition shows, where sampling
-`ip route` would miss it.
+"""Every change of table main's default routes of one family (IPv4 unless told) in a lab's
+daemon namespace, in the kernel's own order, replayed into the sequence of tables the box
+went through: a gap of a few microseconds between a route's removal and another's addition
+shows, where sampling `ip route` would miss it.
 
-    with DefaultRouteWatch(lab) as watch:
+    with DefaultRouteWatch(lab) as watch:          # DefaultRouteWatch(lab, family=6)
         ... make the daemon fail over ...
         assert all(table for table in watch.tables())
 """
@@ -18,13 +18,15 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from pyroute2 import AsyncIPRoute
-from pyroute2.netlink.rtnl import RTMGRP_IPV4_ROUTE
+from pyroute2.netlink.rtnl import RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_ROUTE
 
 from pingu.lab import Lab
+from pingu.lab.lab import IPVersion
 from tests.netns.conftest import NamespaceLoop
 
 NLM_F_REPLACE = 0x100
 MAIN = 254
+FAMILIES = {4: (socket.AF_INET, RTMGRP_IPV4_ROUTE), 6: (socket.AF_INET6, RTMGRP_IPV6_ROUTE)}
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,9 @@ class Seen:
         return (self.tos, self.metric)
 
 
-def _seen(msg: object) -> Seen | None:
+def _seen(msg: object, family: int) -> Seen | None:
     get = msg.get  # type: ignore[attr-defined]
-    if get("family") != socket.AF_INET or get("dst_len") != 0 or get("table") != MAIN:
+    if get("family") != family or get("dst_len") != 0 or get("table") != MAIN:
         return None
     return Seen(
         int(get("oif") or 0),
@@ -58,7 +60,8 @@ def _seen(msg: object) -> Seen | None:
 class DefaultRouteWatch:
     """Records default-route notifications from its start (after a dump) to its end."""
 
-    def __init__(self, lab: Lab) -> None:
+    def __init__(self, lab: Lab, family: IPVersion = 4) -> None:
+        self._family, self._groups = FAMILIES[family]
         self._loop = NamespaceLoop(lab.daemon_ns)
         self.initial: frozenset[Seen] = frozenset()
         self.changes: list[tuple[str, Seen, bool]] = []  # (event, route, replaced)
@@ -89,10 +92,10 @@ class DefaultRouteWatch:
     async def _subscribe(self) -> None:
         self._stop = asyncio.Event()
         self._monitor = AsyncIPRoute()
-        await self._monitor.bind(groups=RTMGRP_IPV4_ROUTE)
+        await self._monitor.bind(groups=self._groups)
         async with AsyncIPRoute() as dump:  # subscribed first: nothing falls in between
-            routes = [r async for r in await dump.route("dump", family=socket.AF_INET)]
-        self.initial = frozenset(s for r in routes if (s := _seen(r)) is not None)
+            routes = [r async for r in await dump.route("dump", family=self._family)]
+        self.initial = frozenset(s for r in routes if (s := _seen(r, self._family)) is not None)
 
     async def _follow(self) -> None:
         assert self._stop is not None
@@ -111,7 +114,7 @@ class DefaultRouteWatch:
 
     async def _receive(self) -> None:
         async for msg in self._monitor.get():
-            seen = _seen(msg)
+            seen = _seen(msg, self._family)
             if seen is None:
                 continue
             replaced = bool(msg["header"]["flags"] & NLM_F_REPLACE)
