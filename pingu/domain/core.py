@@ -185,6 +185,9 @@ class Core:
         # period is over.
         self._serving: dict[Family, str | None] = {}
         self._flow_waits: dict[tuple[str, Family], tuple[float, EndFlows]] = {}
+        # Paths a reload added, whose routes no read of the table has shown pingu yet: what
+        # the next one finds was there all along, not added behind pingu's back.
+        self._unread: set[tuple[str, Family]] = set()
 
     def _new_link(self, config: UplinkConfig, now: float) -> Link:
         link = Link(config)
@@ -257,6 +260,7 @@ class Core:
             link = self._links.get(settings.name)
             if link is None:
                 self._links[settings.name] = self._new_link(settings, now)
+                self._unread.update((settings.name, f) for f in settings.families)
                 continue
             link.config = settings
             for family in [f for f in link.paths if f not in settings.families]:
@@ -265,6 +269,7 @@ class Core:
                 kept = link.paths.get(family)
                 if kept is None:
                     link.paths[family] = self._new_path(link, family, now)
+                    self._unread.add((settings.name, family))
                 else:
                     kept.next_round_at = min(kept.next_round_at, now + settings.period)
             link.paths = {f: link.paths[f] for f in settings.families}
@@ -745,6 +750,7 @@ class Core:
             unseen = (
                 not snapshot.initial
                 and owner is not None
+                and (owner.name, owner.family) not in self._unread
                 and route.proto != self.config.proto
                 and route in defaults
                 and route not in owner.lingering
@@ -753,6 +759,7 @@ class Core:
                 what = f"{route.describe()} was added without a notification: capturing it"
                 outputs.append(TableRepaired(owner.name, what, owner.family))
             outputs += self._route_appeared(route, now)
+        self._unread.clear()
         return outputs
 
     def _router_advertised(

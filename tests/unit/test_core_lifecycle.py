@@ -13,11 +13,19 @@ from pingu.domain.commands import (
     ScriptKind,
 )
 from pingu.domain.config import Config, WhenAllDown
-from pingu.domain.events import RouteAppeared, RouteVanished, ScriptFinished
+from pingu.domain.events import (
+    LinkChanged,
+    RouteAppeared,
+    RouteVanished,
+    ScriptFinished,
+    TableSnapshot,
+)
 from pingu.domain.health import Health
 from pingu.domain.model import Family, Lease, Route, RouteAttributes
 from pingu.domain.reports import (
     LastResort,
+    RouteCaptured,
+    TableRepaired,
 )
 from pingu.domain.state import SavedUplink, parse_state, state_document
 from tests.unit.fakes import PROTO, TARGET, TARGET6, Driver, dhcp_route, round_result, uplink
@@ -226,6 +234,32 @@ def test_reload_drops_adds_and_updates_uplinks() -> None:
     driver.link("ppp0", p2p=True)
     driver.capture("ppp0", None, proto=3)
     assert own("ppp0", None, 300) in driver.kernel.defaults()
+
+
+def test_routes_a_reload_brings_under_management_are_captured_without_a_repair_warning() -> None:
+    # What the table held all along was never pingu's to be told of: the first read after
+    # the reload captures it as at start-up; only later reads call a difference a repair.
+    ipv4_only = uplink("wan1", 100)
+    driver = driver_for(Config(proto=PROTO, uplinks=(ipv4_only,)))
+    driver.capture("wan1", GW1)
+    medium = RouteAttributes(pref=0)
+    ra = Route(2, "wan1", "fe80::1", 1024, 9, family=Family.IPV6, attributes=medium, expires=600)
+    extra = uplink("wan2", 200)
+    dual = dataclasses.replace(ipv4_only, targets=(TARGET, TARGET6))
+    driver.reconfigure(Config(proto=PROTO, uplinks=(dual, extra)))
+    table = (dhcp_route("wan2", GW2), ra)
+    links = tuple(
+        LinkChanged(index, name, True, True, False, "100.64.0.2", f"2001:db8:{index}::2")
+        for name, index in (("wan1", 2), ("wan2", 3))
+    )
+    commands = driver.send(TableSnapshot(links, (*driver.kernel.defaults(), *table)))
+    assert not [c for c in commands if isinstance(c, TableRepaired)], commands
+    captured = {c.route for c in commands if isinstance(c, RouteCaptured)}
+    assert captured == set(table)
+    # Later reads do call a route nobody told of a repair.
+    renewed = dataclasses.replace(ra, metric=1030)
+    commands = driver.send(TableSnapshot(links, (*driver.kernel.defaults(), renewed)))
+    assert [c.uplink for c in commands if isinstance(c, TableRepaired)] == ["wan1"]
 
 
 # -- refused routes -------------------------------------------------------------------------
