@@ -1,5 +1,6 @@
-"""`pingu demo`: the real daemon in a throw-away lab of network namespaces, shown live while
-the primary uplink is cut, restored, and every uplink is cut; the lab is then removed."""
+"""`pingu demo`: the real daemon in a throw-away lab of network namespaces, managing its
+uplinks in IPv4 and IPv6, shown live while the primary uplink is cut, restored, cut in IPv6
+only, and every uplink is cut; the lab is then removed."""
 
 from __future__ import annotations
 
@@ -20,17 +21,24 @@ from pathlib import Path
 from typing import IO, Any, TextIO
 
 from pingu.lab import Lab, LabError, Route, Uplink
+from pingu.lab.lab import IPVersion
 
 PROTO = 136  # pingu's own routes (the default proto)
-PROTO_NAMES = {2: "kernel", 3: "boot", 4: "static", 16: "dhcp"}
-OWNERS = {16: "DHCP client", 3: "PPP client", PROTO: "pingu"}
+PROTO_NAMES = {2: "kernel", 3: "boot", 4: "static", 9: "ra", 16: "dhcp"}
+OWNERS = {16: "DHCP client", 3: "PPP client", 9: "kernel (RA)", PROTO: "pingu"}
 TARGET = "203.0.113.10"
+TARGET6 = "2001:db8:ffff::10"
 UPLINKS = (Uplink("wan1"), Uplink("wan2"), Uplink("ppp0", "p2p"))
 METRICS = {"wan1": 100, "wan2": 200, "ppp0": 300}
 # The routes the simulated clients install before pingu runs: (metric, proto) per uplink.
 # pppd adds its route with an ioctl, which the kernel files under proto boot.
 LEASES = {"wan1": (1024, "dhcp"), "wan2": (1025, "dhcp"), "ppp0": (1026, "boot")}
-PROTO_NUMBERS = {"dhcp": 16, "boot": 3}
+# And the IPv6 routes the kernel installs for each ISP's router advertisement (proto ra),
+# each uplink with a metric of its own (`ip` refuses two of one metric on two links): via
+# the router's link-local address, or none on the point-to-point uplink.
+ROUTER_ADVERTS = {"wan1": 1024, "wan2": 1025, "ppp0": 1026}
+PROTO_NUMBERS = {"dhcp": 16, "boot": 3, "ra": 9}
+FAMILIES: tuple[IPVersion, ...] = (4, 6)
 # A fast profile: a round of 5 echoes 100 ms apart, each waited for 500 ms, fits in the
 # 1 s period; 3 lost echoes fail it (early verdict), 3 replies pass it.
 PERIOD_S = 1
@@ -44,6 +52,7 @@ _ROUND_FAILED = re.compile(r"^INFO (\S+): round failed: (.*)$")
 _BACK_UP = re.compile(r"^WARNING (\S+) \S+ -> up: ")
 
 Own = dict[str, tuple[str | None, int]]  # uplink -> (gateway, metric) of pingu's routes
+Table = dict[IPVersion, list[Route]]  # the default routes of table main, per family
 
 
 class DemoFailed(Exception):
@@ -58,7 +67,7 @@ class Step:
     narration: str
     action: Callable[[Lab], None]
     expected: str
-    outcome: Callable[[list[Route]], bool]
+    outcome: Callable[[Table], bool]
     timeout: float = STEP_TIMEOUT
     daemon_exits: bool = False  # the step stops the daemon on purpose
 
@@ -106,59 +115,77 @@ class Demo:
     # ------------------------------------------------------------------ the script
 
     def steps(self, lab: Lab) -> list[Step]:
-        everything: Own = {
+        everything4: Own = {
             "wan1": (lab.gateway("wan1"), METRICS["wan1"]),
             "wan2": (lab.gateway("wan2"), METRICS["wan2"]),
             "ppp0": (None, METRICS["ppp0"]),
         }
-        backups = {k: v for k, v in everything.items() if k != "wan1"}
+        everything6: Own = {
+            "wan1": (lab.gateway6("wan1"), METRICS["wan1"]),
+            "wan2": (lab.gateway6("wan2"), METRICS["wan2"]),
+            "ppp0": (None, METRICS["ppp0"]),
+        }
+        backups4 = {k: v for k, v in everything4.items() if k != "wan1"}
+        backups6 = {k: v for k, v in everything6.items() if k != "wan1"}
         return [
             Step(
                 "pingu starts",
-                "pingu captures the three client routes, learns their gateways, and puts its\n"
-                "own route in place of each at once (no blackout while it learns), with the\n"
-                "metrics of its configuration: wan1 100, wan2 200, ppp0 300. Then it probes\n"
-                f"{TARGET} through each uplink's own gateway, every {PERIOD_S} s.",
+                "pingu captures the client routes of both families, learns their gateways,\n"
+                "and puts its own route in place of each at once (no blackout while it\n"
+                "learns), with the metrics of its configuration: wan1 100, wan2 200, ppp0\n"
+                f"300. Then it probes {TARGET} and {TARGET6} through each\n"
+                f"uplink's own gateway, every {PERIOD_S} s; each family is judged on its own.",
                 self.start_daemon,
-                "pingu's routes for wan1, wan2 and ppp0; the client routes gone",
-                lambda routes: owned_only(routes, everything),
+                "pingu's routes for wan1, wan2 and ppp0 in IPv4 and IPv6; the client routes gone",
+                lambda table: owned_only(table, everything4, everything6),
                 START_TIMEOUT,
             ),
             Step(
                 "cut the primary",
                 "wan1's ISP loses its way to the internet; the link itself stays up, so only\n"
-                "probing can tell. pingu's next round through wan1 fails: wan1 goes down and\n"
-                "its route is removed. Traffic falls back to wan2.",
+                "probing can tell. pingu's next rounds through wan1 fail: wan1 goes down in\n"
+                "both families and its routes are removed. Traffic falls back to wan2.",
                 lambda lab: lab.cut_upstream("wan1"),
-                "failover: wan1's route removed; wan2 and ppp0 kept",
-                lambda routes: owned_only(routes, backups),
+                "failover: wan1's routes removed; wan2 and ppp0 kept",
+                lambda table: owned_only(table, backups4, backups6),
             ),
             Step(
                 "restore the primary",
-                "wan1's ISP is back. pingu kept probing through wan1's gateway meanwhile: the\n"
-                "next round passes, wan1's route comes back, and traffic with it.",
+                "wan1's ISP is back. pingu kept probing through wan1's gateways meanwhile: the\n"
+                "next rounds pass, wan1's routes come back, and traffic with them.",
                 lambda lab: lab.restore_upstream("wan1"),
-                "failback: wan1's route back",
-                lambda routes: owned_only(routes, everything),
+                "failback: wan1's routes back",
+                lambda table: owned_only(table, everything4, everything6),
+            ),
+            Step(
+                "cut the primary's IPv6 only",
+                "wan1's ISP loses IPv6 upstream while its IPv4 works, a common fault. pingu's\n"
+                "IPv6 rounds through wan1 fail, its IPv4 rounds pass: only wan1's IPv6 route\n"
+                "goes, and IPv6 traffic falls back to wan2 while IPv4 stays on wan1. (The\n"
+                "line works: a reset script would not run while IPv4 carries traffic.)",
+                lambda lab: lab.cut_upstream("wan1", 6),
+                "IPv6 failover: wan1's IPv6 route removed; its IPv4 route kept",
+                lambda table: owned_only(table, everything4, backups6),
             ),
             Step(
                 "cut everything",
                 "Both ISPs lose their upstream, and the modem behind ppp0 loses its line\n"
-                "(carrier down: pingu acts at once, without waiting for a round). With\n"
-                '"when_all_down": "none", the default and py-pingu\'s behaviour, every failed\n'
-                "uplink loses its route: the box has no default route until one recovers.\n"
-                '("when_all_down": "keep_best" keeps the route of the uplink with the best\n'
-                "last result instead, so that an unreachable probe target cannot cut the box\n"
-                "off.)",
+                "(carrier down: pingu acts at once, in both families, without waiting for a\n"
+                'round). With "when_all_down": "none", the default and py-pingu\'s\n'
+                "behaviour, every failed uplink loses its route: the box has no default route\n"
+                'until one recovers. ("when_all_down": "keep_best" keeps the route of the\n'
+                "uplink with the best last result instead, so that an unreachable probe\n"
+                "target cannot cut the box off.)",
                 cut_everything,
-                "no default route at all",
-                lambda routes: not routes,
+                "no default route at all, in either family",
+                lambda table: not table[4] and not table[6],
             ),
             Step(
                 "stop pingu",
                 'SIGTERM: pingu stops, and (with "on_exit": "restore", the default) puts the\n'
-                "captured client routes back as they were, as if it had never run. The ISPs\n"
-                "are still cut, so those routes now lead nowhere: that is what pingu is for.",
+                "captured client routes back as they were (the RA routes with the lifetime\n"
+                "they have left), as if it had never run. The ISPs are still cut, so those\n"
+                "routes now lead nowhere: that is what pingu is for.",
                 self.stop_daemon,
                 "the client routes back, pingu's gone, the daemon exited with status 0",
                 self.restored,
@@ -172,12 +199,17 @@ class Demo:
             "the lab",
             f"Network namespaces {lab.prefix}-*: this box ({lab.daemon_ns}) with two\n"
             "Ethernet uplinks, wan1 and wan2, and a point-to-point uplink, ppp0 (like PPP or\n"
-            "an LTE modem); an ISP namespace behind each; an 'internet' namespace with the\n"
-            f"probe target {TARGET}. Your own network is not touched.\n"
-            "The clients put their default routes in, as dhclient and pppd would:",
+            "an LTE modem); an ISP namespace behind each, routing IPv4 and IPv6; an\n"
+            f"'internet' namespace with the probe targets {TARGET} and\n"
+            f"{TARGET6}. Your own network is not touched. The clients put their\n"
+            "default routes in, as dhclient and pppd would, and the kernel its routes for\n"
+            "each ISP's router advertisement (via the router's link-local address fe80::1;\n"
+            "none on ppp0):",
         )
         for uplink, (metric, proto) in LEASES.items():
             lab.dhcp_add(uplink, metric=metric, proto=proto)
+        for uplink, metric in ROUTER_ADVERTS.items():
+            lab.ra_add(uplink, metric=metric)
         self.show(lab)
         steps = self.steps(lab)
         for number, step in enumerate(steps, start=1):
@@ -193,7 +225,7 @@ class Demo:
 
     def start_daemon(self, lab: Lab) -> None:
         config: dict[str, Any] = {
-            "host": TARGET,
+            "host": [TARGET, TARGET6],
             "period": PERIOD_S,
             "proto": PROTO,
             "when_all_down": "none",
@@ -222,14 +254,16 @@ class Demo:
         self.say(f"  $ kill -TERM {self.daemon.pid}")
         self.daemon.send_signal(signal.SIGTERM)
 
-    def restored(self, routes: list[Route]) -> bool:
+    def restored(self, table: Table) -> bool:
         assert self.daemon is not None
         if self.daemon.poll() is None:
             return False
         if self.daemon.returncode != 0:
             raise DemoFailed(f"the daemon exited with status {self.daemon.returncode}")
-        seen = {(r.oif, r.metric, r.proto) for r in routes}
-        return seen == {(u, m, PROTO_NUMBERS[p]) for u, (m, p) in LEASES.items()}
+        seen = {(r.family, r.oif, r.metric, r.proto) for r in table[4] + table[6]}
+        leases = {(4, u, m, PROTO_NUMBERS[p]) for u, (m, p) in LEASES.items()}
+        adverts = {(6, u, m, PROTO_NUMBERS["ra"]) for u, m in ROUTER_ADVERTS.items()}
+        return seen == leases | adverts
 
     # ------------------------------------------------------------------ watching
 
@@ -237,7 +271,7 @@ class Demo:
         """Stream the daemon's lines until the step's outcome shows in the routing table;
         returns how long that took."""
         deadline = self.step_started + step.timeout
-        while not step.outcome(lab.default_routes()):
+        while not step.outcome(default_routes(lab)):
             if not step.daemon_exits and self.daemon and self.daemon.poll() is not None:
                 self.drain(0.5)
                 raise DemoFailed(f"the daemon exited with status {self.daemon.returncode}")
@@ -298,10 +332,13 @@ class Demo:
 
     def show(self, lab: Lab) -> None:
         self.flush_repeats()
-        self.say(f"  default routes in {lab.daemon_ns}, table main:")
-        for line in route_table(lab.default_routes()):
-            self.say(f"    {line}")
-        self.say(f"  traffic to {TARGET}: {traffic(lab)}")
+        table = default_routes(lab)
+        for family in FAMILIES:
+            self.say(f"  IPv{family} default routes in {lab.daemon_ns}, table main:")
+            for line in route_table(table[family]):
+                self.say(f"    {line}")
+        for target in (TARGET, TARGET6):
+            self.say(f"  traffic to {target}: {traffic(lab, target)}")
 
     def summary(self) -> None:
         self.say()
@@ -309,8 +346,11 @@ class Demo:
             f"Measured with period {PERIOD_S} s, count {FAST['count']}, max_lost "
             f"{FAST['max_lost']}, interval {FAST['interval']} ms, timeout {FAST['timeout']} ms:"
         )
-        self.say(f"  failover (cut to route removed): {self.timings['cut the primary']:.1f} s")
-        self.say(f"  failback (restore to route back): {self.timings['restore the primary']:.1f} s")
+        timings = self.timings
+        self.say(f"  failover (cut to routes removed): {timings['cut the primary']:.1f} s")
+        self.say(f"  failback (restore to routes back): {timings['restore the primary']:.1f} s")
+        ipv6 = timings["cut the primary's IPv6 only"]
+        self.say(f"  IPv6 failover (IPv6 cut to its route removed): {ipv6:.1f} s")
 
 
 def cut_everything(lab: Lab) -> None:
@@ -319,10 +359,20 @@ def cut_everything(lab: Lab) -> None:
     lab.carrier_down("ppp0")
 
 
-def owned_only(routes: list[Route], expected: Own) -> bool:
-    """The default routes are exactly pingu's ``expected`` ones."""
-    own = {str(r.oif): (r.gateway, r.metric) for r in routes if r.proto == PROTO}
-    return own == expected and len(routes) == len(expected)
+def default_routes(lab: Lab) -> Table:
+    """The default routes of table main in the daemon namespace, of both families."""
+    return {family: lab.default_routes(family=family) for family in FAMILIES}
+
+
+def owned_only(table: Table, expected4: Own, expected6: Own) -> bool:
+    """The default routes are exactly pingu's ``expected`` ones, in each family."""
+    wanted: tuple[tuple[IPVersion, Own], ...] = ((4, expected4), (6, expected6))
+    for family, expected in wanted:
+        routes = table[family]
+        own = {str(r.oif): (r.gateway, r.metric) for r in routes if r.proto == PROTO}
+        if own != expected or len(routes) != len(expected):
+            return False
+    return True
 
 
 def config_lines(config: dict[str, Any]) -> list[str]:
@@ -337,8 +387,10 @@ def route_table(routes: Sequence[Route]) -> list[str]:
     """The default routes as a small table, the one the kernel uses (lowest metric) first."""
     if not routes:
         return ["(no default route: this box cannot reach the internet)"]
-    rows = [("uplink", "gateway", "metric", "proto", "owner", "")]
+    lifetimes = any(route.expires is not None for route in routes)
+    rows = [("uplink", "gateway", "metric", "proto", "owner", *(["expires"] * lifetimes), "")]
     for index, route in enumerate(sorted(routes, key=lambda r: r.metric)):
+        expires = "-" if route.expires is None else f"{route.expires} s"
         rows.append(
             (
                 str(route.oif),
@@ -346,6 +398,7 @@ def route_table(routes: Sequence[Route]) -> list[str]:
                 str(route.metric),
                 PROTO_NAMES.get(route.proto, str(route.proto)),
                 OWNERS.get(route.proto, "?"),
+                *([expires] * lifetimes),
                 "<- in use" if index == 0 else "",
             )
         )
@@ -356,13 +409,13 @@ def route_table(routes: Sequence[Route]) -> list[str]:
     ]
 
 
-def traffic(lab: Lab) -> str:
-    """Which uplink the kernel picks for the target, and whether echoes come back."""
-    found = lab.run("daemon", ["ip", "-j", "route", "get", TARGET], check=False)
+def traffic(lab: Lab, target: str) -> str:
+    """Which uplink the kernel picks for ``target``, and whether echoes come back."""
+    found = lab.run("daemon", ["ip", "-j", "route", "get", target], check=False)
     if found.returncode != 0:
         return "no route (" + (found.stderr.strip() or "unreachable") + ")"
     (route,) = json.loads(found.stdout)
-    result = lab.ping(None, TARGET, count=3, interval=0.1, timeout=0.5)
+    result = lab.ping(None, target, count=3, interval=0.1, timeout=0.5)
     return f"leaves via {route.get('dev')}; ping: {result.received}/{result.sent} replies"
 
 
@@ -392,7 +445,7 @@ def run_demo(out: TextIO, step_pause: float = 3.0) -> int:
     with tempfile.TemporaryDirectory(prefix="pingu-demo-") as workdir:
         demo = Demo(out, step_pause, Path(workdir))
         try:
-            with Lab(UPLINKS, targets=[TARGET], prefix=prefix) as lab:
+            with Lab(UPLINKS, targets=[TARGET, TARGET6], prefix=prefix) as lab:
                 demo.run(lab)
         except DemoFailed as failure:
             demo.say(f"\npingu demo FAILED: {failure}")
