@@ -1,5 +1,6 @@
 """Upstream cuts and restores at random phases, timed from the kernel's side: the cut as
-the ISP namespace's route change, the failover as pingu's route leaving table main."""
+the ISP namespace's route change, the failover as pingu's route leaving table main. Each
+uplink's cuts are of one family (IPv4 unless told), timed on that family's routes."""
 
 from __future__ import annotations
 
@@ -20,19 +21,30 @@ from bench.model import (
     split_failback,
     split_failover,
 )
-from bench.netlink import RTMGRP_IPV4_ROUTE, RTN_BLACKHOLE, RTN_UNICAST, Event, Monitor, RouteEvent
+from bench.netlink import (
+    RTMGRP_IPV4_ROUTE,
+    RTMGRP_IPV6_ROUTE,
+    RTN_BLACKHOLE,
+    RTN_UNICAST,
+    Event,
+    Monitor,
+    RouteEvent,
+)
 from bench.sniffer import EchoSniffer
 from pingu.lab import Lab
+from pingu.lab.lab import IPVersion
 
 SLACK_S = 10.0  # beyond the settings' worst case, before a change counts as missed
+ROUTE_GROUPS = {4: RTMGRP_IPV4_ROUTE, 6: RTMGRP_IPV6_ROUTE}
 
 
 @dataclass
 class Cut:
-    """One cut and restore of one uplink's upstream."""
+    """One cut and restore of one uplink's upstream (in one family)."""
 
     uplink: str
     cut_at: float
+    family: int = 4
     removed_at: float | None = None
     restored_at: float | None = None
     back_at: float | None = None
@@ -56,27 +68,33 @@ class Cut:
         return data
 
 
-def _upstream_change(kind: int) -> Any:
+def _upstream_change(kind: int, family: int) -> Any:
     def match(event: Event) -> bool:
         return (
             isinstance(event, RouteEvent)
             and event.kind == "new"
+            and event.family == family
             and (event.dst_len == 0 and event.type == kind and event.table == 254)
         )
 
     return match
 
 
-def _own(kind: str, ifindex: int) -> Any:
+def _own(kind: str, ifindex: int, family: int) -> Any:
     def match(event: Event) -> bool:
-        return isinstance(event, RouteEvent) and event.kind == kind and event.owned(PROTO, ifindex)
+        return (
+            isinstance(event, RouteEvent)
+            and event.kind == kind
+            and event.owned(PROTO, ifindex, family)
+        )
 
     return match
 
 
 class _Worker:
-    """Cuts and restores one uplink ``cycles`` times, each after a random pause of up to
-    one period, so that the faults fall at random phases of the round schedule."""
+    """Cuts and restores one uplink's upstream in one family ``cycles`` times, each after
+    a random pause of up to one period, so that the faults fall at random phases of the
+    round schedule."""
 
     def __init__(
         self,
@@ -88,16 +106,19 @@ class _Worker:
         isp: Monitor,
         sniffer: EchoSniffer,
         rng: random.Random,
+        family: IPVersion = 4,
     ) -> None:
         self.lab, self.uplink, self.profile = lab, uplink, profile
         self.daemon, self.isp, self.sniffer, self.rng = daemon, isp, sniffer, rng
+        self.family = family
         self.ifindex = lab.ifindex(uplink)
-        self.local = lab.local_address(uplink)
+        self.local = lab.local_address(uplink) if family == 4 else lab.local_address6(uplink)
         self.cuts: list[Cut] = []
         self.error: BaseException | None = None
 
-    def run(self, phases: list[float | None]) -> None:
+    def run(self, phases: list[float | None], delay: float = 0.0) -> None:
         try:
+            time.sleep(delay)
             for phase in phases:
                 self.cuts.append(self._cycle(phase))
         except BaseException as error:  # re-raised by the caller's thread
@@ -119,21 +140,21 @@ class _Worker:
         p = self.profile
         self._pause(phase)
         before = time.monotonic()
-        self.lab.cut_upstream(self.uplink)
-        seen = self.isp.wait(_upstream_change(RTN_BLACKHOLE), before, 5.0)
-        cut = Cut(self.uplink, seen.time if seen else time.monotonic())
+        self.lab.cut_upstream(self.uplink, self.family)
+        seen = self.isp.wait(_upstream_change(RTN_BLACKHOLE, self.family), before, 5.0)
+        cut = Cut(self.uplink, seen.time if seen else time.monotonic(), self.family)
         worst = p.period_s + p.count * p.interval_s + p.timeout_s + SLACK_S
-        removed = self.daemon.wait(_own("del", self.ifindex), before, worst)
+        removed = self.daemon.wait(_own("del", self.ifindex, self.family), before, worst)
         if removed is not None:
             cut.removed_at = removed.time
             echoes = self.sniffer.between(cut.cut_at, removed.time)
             cut.failover = split_failover(p, echoes, self.local, cut.cut_at, removed.time)
-        time.sleep(self.rng.uniform(0, p.period_s))
+        self._pause(phase)  # the restore at the same phase of a (failing) round
         before = time.monotonic()
-        self.lab.restore_upstream(self.uplink)
-        seen = self.isp.wait(_upstream_change(RTN_UNICAST), before, 5.0)
+        self.lab.restore_upstream(self.uplink, self.family)
+        seen = self.isp.wait(_upstream_change(RTN_UNICAST, self.family), before, 5.0)
         cut.restored_at = seen.time if seen else time.monotonic()
-        back = self.daemon.wait(_own("new", self.ifindex), before, worst)
+        back = self.daemon.wait(_own("new", self.ifindex, self.family), before, worst)
         if back is not None:
             cut.back_at = back.time
             echoes = self.sniffer.between(cut.restored_at, back.time)
@@ -152,11 +173,19 @@ def cut_cycles(
     *,
     rng: random.Random,
     phased: bool = False,
+    families: dict[str, IPVersion] | None = None,
+    stagger: bool = False,
 ) -> list[Cut]:
     """``cycles`` cut/restore cycles on each of ``uplinks``, the uplinks in parallel (each
     on its own schedule: pingu probes uplinks independently). Cuts fall at random phases;
-    ``phased``: at phases spread evenly over the period instead, the same for every call
-    with the same ``cycles``, so that runs of different sizes can be compared."""
+    ``phased``: at phases spread evenly over the period instead (the restores too), the
+    same for every call with the same ``cycles``, so that runs of different sizes can be
+    compared (and uplinks cut in different families). ``families``: the family each
+    uplink's upstream is cut in (IPv4 unless told); ``daemon`` must then follow that
+    family's routes. ``stagger``: the n-th uplink starts n periods after the first, so that
+    (phased, with every round on one schedule) no two uplinks' changes fall at the same
+    instant, where one would wait for pingu to decide the other."""
+    chosen = families or {}
     if phased:
         phases: list[float | None] = [(i + 0.5) / cycles * profile.period_s for i in range(cycles)]
     else:
@@ -164,7 +193,8 @@ def cut_cycles(
     with ExitStack() as stack:
         workers = []
         for uplink in uplinks:
-            isp = stack.enter_context(Monitor(lab.isp_ns(uplink), RTMGRP_IPV4_ROUTE))
+            family = chosen.get(uplink, 4)
+            isp = stack.enter_context(Monitor(lab.isp_ns(uplink), ROUTE_GROUPS[family]))
             sniffer = stack.enter_context(EchoSniffer(lab.daemon_ns, uplink))
             worker_rng = random.Random(rng.random())
             workers.append(
@@ -176,15 +206,21 @@ def cut_cycles(
                     isp=isp,
                     sniffer=sniffer,
                     rng=worker_rng,
+                    family=family,
                 )
             )
         threads = [
-            threading.Thread(target=w.run, args=(phases,), name=f"cuts {w.uplink}", daemon=True)
-            for w in workers
+            threading.Thread(
+                target=w.run,
+                args=(phases, i * profile.period_s if stagger else 0.0),
+                name=f"cuts {w.uplink}",
+                daemon=True,
+            )
+            for i, w in enumerate(workers)
         ]
         for thread in threads:
             thread.start()
-        bound = cycles * (5 * profile.period_s + 2 * SLACK_S + 10)
+        bound = cycles * (5 * profile.period_s + 2 * SLACK_S + 10) + len(workers) * profile.period_s
         for thread in threads:
             thread.join(bound)
         for worker, thread in zip(workers, threads, strict=True):

@@ -14,10 +14,13 @@ from typing import Any
 from bench.model import Profile
 from bench.netlink import Monitor
 from pingu.lab import Lab
+from pingu.lab.lab import IPVersion
 
 PROTO = 136
 STOP_TIMEOUT_S = 10.0
 DHCP_METRIC_BASE = 1000
+RA_METRIC_BASE = 1000  # the RA routes' metrics: one of its own per uplink (as `ip` needs)
+RA_LIFETIME_S = 1800  # radvd's default router lifetime
 
 
 def private_paths(workdir: Path) -> dict[str, str]:
@@ -36,21 +39,32 @@ def uplink_metric(index: int) -> int:
 
 
 def config_for(
-    lab: Lab, profile: Profile, workdir: Path, *, uplinks: list[str] | None = None, **top: Any
+    lab: Lab,
+    profile: Profile,
+    workdir: Path,
+    *,
+    uplinks: list[str] | None = None,
+    ipv6: bool = False,
+    **top: Any,
 ) -> dict[str, Any]:
-    """A configuration for ``uplinks`` (default: all the lab's) with ``profile``."""
+    """A configuration for ``uplinks`` (default: all the lab's) with ``profile``; ``ipv6``:
+    a target of each family, so that every uplink is managed in both."""
     names = list(lab.uplinks) if uplinks is None else uplinks
     interfaces = {
         name: {"metric": uplink_metric(i), **profile.settings()}
         for i, name in enumerate(names, start=1)
     }
-    return {"host": lab.targets[0], **top, "interfaces": interfaces, **private_paths(workdir)}
+    host: str | list[str] = [lab.targets[0], lab.targets6[0]] if ipv6 else lab.targets[0]
+    return {"host": host, **top, "interfaces": interfaces, **private_paths(workdir)}
 
 
-def lease_all(lab: Lab) -> None:
-    """Every uplink gets the default route a DHCP client would install."""
+def lease_all(lab: Lab, *, ipv6: bool = False) -> None:
+    """Every uplink gets the default route a DHCP client would install; ``ipv6``: and the
+    one the kernel installs for its router's advertisement (proto ra, with a lifetime)."""
     for i, name in enumerate(lab.uplinks, start=1):
         lab.dhcp_add(name, metric=DHCP_METRIC_BASE + i)
+        if ipv6:
+            lab.ra_add(name, metric=RA_METRIC_BASE + i, expires=RA_LIFETIME_S)
 
 
 class Pingu:
@@ -105,9 +119,12 @@ class Pingu:
         return self.log().count(text)
 
 
-def own_routes_in_place(lab: Lab, monitor: Monitor, timeout: float) -> float | None:
-    """Wait until pingu's route is in table main for every uplink of ``lab`` and no
-    captured route is left; the time that became true, or None."""
+def own_routes_in_place(
+    lab: Lab, monitor: Monitor, timeout: float, family: IPVersion = 4
+) -> float | None:
+    """Wait until pingu's route of ``family`` is in table main for every uplink of ``lab``
+    and no captured route is left; the time that became true, or None. (For IPv6 the
+    monitor must follow IPv6 routes, and have been seeded with the table.)"""
     wanted = {lab.ifindex(name) for name in lab.uplinks}
 
     def ready(keys: set[tuple[int | None, str | None, int, int]]) -> bool:
@@ -115,13 +132,13 @@ def own_routes_in_place(lab: Lab, monitor: Monitor, timeout: float) -> float | N
         foreign = [k for k in keys if k[3] != PROTO and k[0] in wanted]
         return owned >= wanted and not foreign
 
-    return monitor.wait_state(ready, timeout)
+    return monitor.wait_state(ready, timeout, family)
 
 
-def seed_monitor(lab: Lab, monitor: Monitor) -> None:
-    """Give the monitor's default-route replay the table as it is now."""
+def seed_monitor(lab: Lab, monitor: Monitor, family: IPVersion = 4) -> None:
+    """Give the monitor's default-route replay of ``family`` the table as it is now."""
     keys = [
         (lab.ifindex(str(r.oif)) if r.oif else None, r.gateway, r.metric, r.proto)
-        for r in lab.default_routes()
+        for r in lab.default_routes(family=family)
     ]
-    monitor.seed_defaults(keys)
+    monitor.seed_defaults(keys, family)

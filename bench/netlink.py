@@ -1,5 +1,6 @@
 """A route and link watcher on a raw rtnetlink socket: every change in one namespace,
-timestamped when it reaches us, plus the default routes of table main as they stand.
+timestamped when it reaches us, plus the default routes of table main as they stand (per
+family: IPv4, and IPv6 when subscribed to).
 
 Hand-parsed on purpose: the bench must keep up with a burst of events at a few
 microseconds each, and must not share pyroute2 (the thing under measurement)."""
@@ -22,16 +23,20 @@ SO_RCVBUFFORCE = 33
 RCVBUF = 8 << 20
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV6_ROUTE = 0x400
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_NEWLINK, RTM_DELLINK, RTM_NEWROUTE, RTM_DELROUTE = 16, 17, 24, 25
 NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
 NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE, NLM_F_APPEND = 0x100, 0x200, 0x400, 0x800
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_TABLE = 1, 4, 5, 6, 15
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_TABLE, RTA_EXPIRES = 1, 4, 5, 6, 15, 23
 IFLA_IFNAME, IFLA_CARRIER = 3, 33
 IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
 RTN_UNICAST, RTN_BLACKHOLE = 1, 6
 MAIN_TABLE = 254
 PROTO_DHCP = 16
+PROTO_RA = 9
+FAMILIES = {socket.AF_INET: 4, socket.AF_INET6: 6}
+ADDRESS_FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 _NLMSG = struct.Struct("=IHHII")
 _RTMSG = struct.Struct("=BBBBBBBBI")
@@ -43,7 +48,7 @@ _POLL_S = 0.2
 
 @dataclass(frozen=True)
 class RouteEvent:
-    """An IPv4 route added (``new``) or deleted (``del``)."""
+    """A route added (``new``) or deleted (``del``), of family 4 or 6."""
 
     time: float  # time.monotonic() when the datagram was read
     kind: str
@@ -56,14 +61,21 @@ class RouteEvent:
     gateway: str | None
     metric: int
     replace: bool
+    family: int = 4
 
     @property
     def is_main_default(self) -> bool:
         return self.dst_len == 0 and self.table == MAIN_TABLE
 
-    def owned(self, proto: int, oif: int) -> bool:
-        """A default route of table main with protocol ``proto`` on interface ``oif``."""
-        return self.is_main_default and self.proto == proto and self.oif == oif
+    def owned(self, proto: int, oif: int, family: int = 4) -> bool:
+        """A default route of table main of ``family`` with protocol ``proto`` on
+        interface ``oif``."""
+        return (
+            self.is_main_default
+            and self.family == family
+            and self.proto == proto
+            and self.oif == oif
+        )
 
 
 @dataclass(frozen=True)
@@ -96,17 +108,18 @@ def _attributes(data: bytes, offset: int, end: int) -> Iterator[tuple[int, bytes
 
 
 def _route(data: bytes, offset: int, end: int, *, kind: int, flags: int, now: float) -> RouteEvent:
-    _family, dst_len, _src, _tos, table, proto, _scope, rtype, _fl = _RTMSG.unpack_from(
+    address_family, dst_len, _src, _tos, table, proto, _scope, rtype, _fl = _RTMSG.unpack_from(
         data, offset
     )
-    dst, oif, gateway, metric = "0.0.0.0", None, None, 0
+    size = 4 if address_family == socket.AF_INET else 16
+    dst, oif, gateway, metric = "0.0.0.0" if size == 4 else "::", None, None, 0
     for attr, value in _attributes(data, offset + _RTMSG.size, end):
-        if attr == RTA_DST and len(value) == 4:
-            dst = socket.inet_ntoa(value)
+        if attr == RTA_DST and len(value) == size:
+            dst = socket.inet_ntop(address_family, value)
         elif attr == RTA_OIF:
             oif = _U32.unpack(value[:4])[0]
-        elif attr == RTA_GATEWAY and len(value) == 4:
-            gateway = socket.inet_ntoa(value)
+        elif attr == RTA_GATEWAY and len(value) == size:
+            gateway = socket.inet_ntop(address_family, value)
         elif attr == RTA_PRIORITY:
             metric = _U32.unpack(value[:4])[0]
         elif attr == RTA_TABLE:
@@ -123,6 +136,7 @@ def _route(data: bytes, offset: int, end: int, *, kind: int, flags: int, now: fl
         gateway=gateway,
         metric=metric,
         replace=bool(flags & NLM_F_REPLACE),
+        family=FAMILIES[address_family],
     )
 
 
@@ -140,7 +154,7 @@ def _link(data: bytes, offset: int, end: int, kind: int, now: float) -> LinkEven
 
 
 def parse(data: bytes, now: float) -> list[Event]:
-    """The route and link events in one netlink datagram (IPv4 routes only)."""
+    """The route and link events in one netlink datagram (routes of IPv4 and IPv6)."""
     events: list[Event] = []
     offset = 0
     while offset + _NLMSG.size <= len(data):
@@ -148,7 +162,7 @@ def parse(data: bytes, now: float) -> list[Event]:
         if length < _NLMSG.size:
             break
         body, end = offset + _NLMSG.size, min(offset + length, len(data))
-        if kind in (RTM_NEWROUTE, RTM_DELROUTE) and data[body] == socket.AF_INET:
+        if kind in (RTM_NEWROUTE, RTM_DELROUTE) and data[body] in FAMILIES:
             events.append(_route(data, body, end, kind=kind, flags=flags, now=now))
         elif kind in (RTM_NEWLINK, RTM_DELLINK):
             events.append(_link(data, body, end, kind, now))
@@ -192,12 +206,13 @@ class DefaultTable:
 
 
 class Monitor:
-    """Route and link events of one namespace, read on a thread of ours."""
+    """Route and link events of one namespace, read on a thread of ours (IPv6 routes too
+    when ``groups`` has RTMGRP_IPV6_ROUTE); the default-route replays are per family."""
 
     def __init__(self, ns: str, groups: int = RTMGRP_LINK | RTMGRP_IPV4_ROUTE) -> None:
         self.ns = ns
         self.events: list[Event] = []
-        self.defaults = DefaultTable()
+        self.tables = {4: DefaultTable(), 6: DefaultTable()}
         self.overflows = 0
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -236,22 +251,22 @@ class Monitor:
             with self._cond:
                 for event in events:
                     if isinstance(event, RouteEvent):
-                        self.defaults.apply(event)
+                        self.tables[event.family].apply(event)
                 self.events.extend(events)
                 self._cond.notify_all()
 
-    def seed_defaults(self, keys: list[DefaultKey]) -> None:
+    def seed_defaults(self, keys: list[DefaultKey], family: int = 4) -> None:
         """Start the default-route replay from a dump taken after subscribing."""
         with self._cond:
-            self.defaults.seed(keys, time.monotonic())
+            self.tables[family].seed(keys, time.monotonic())
 
-    def default_keys(self) -> set[DefaultKey]:
+    def default_keys(self, family: int = 4) -> set[DefaultKey]:
         with self._cond:
-            return set(self.defaults.routes)
+            return set(self.tables[family].routes)
 
-    def gaps(self) -> list[tuple[float, float]]:
+    def gaps(self, family: int = 4) -> list[tuple[float, float]]:
         with self._cond:
-            return list(self.defaults.gaps)
+            return list(self.tables[family].gaps)
 
     def wait(self, match: Callable[[Event], bool], after: float, timeout: float) -> Event | None:
         """The first event at or after monotonic time ``after`` that ``match``es, waiting
@@ -281,12 +296,15 @@ class Monitor:
             time.sleep(min(quiet, 0.1))
         return False
 
-    def wait_state(self, check: Callable[[set[DefaultKey]], bool], timeout: float) -> float | None:
-        """The time at which the default routes first satisfied ``check`` (now, if they
-        already do), waiting at most ``timeout`` seconds; None if they never did."""
+    def wait_state(
+        self, check: Callable[[set[DefaultKey]], bool], timeout: float, family: int = 4
+    ) -> float | None:
+        """The time at which the default routes of ``family`` first satisfied ``check``
+        (now, if they already do), waiting at most ``timeout`` seconds; None if they never
+        did."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while not check(set(self.defaults.routes)):
+            while not check(set(self.tables[family].routes)):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
@@ -307,8 +325,9 @@ def _subscribed(groups: int) -> socket.socket:
 
 
 class RouteWriter:
-    """Adds and deletes IPv4 default routes of table main in one namespace, as a DHCP
-    client would; each call returns once the kernel acknowledged it."""
+    """Adds and deletes default routes of table main in one namespace, as a DHCP client
+    (IPv4) or the kernel for a router advertisement (IPv6, with a lifetime) would; each
+    call returns once the kernel acknowledged it."""
 
     def __init__(self, ns: str) -> None:
         self._sock = in_namespace(ns, _request_socket)
@@ -317,24 +336,48 @@ class RouteWriter:
     def close(self) -> None:
         self._sock.close()
 
-    def add_default(self, oif: int, gateway: str, metric: int, proto: int = PROTO_DHCP) -> None:
+    def add_default(
+        self,
+        oif: int,
+        gateway: str,
+        metric: int,
+        proto: int = PROTO_DHCP,
+        *,
+        expires: int | None = None,
+    ) -> None:
+        """Add a default route (of the gateway's family); ``expires``: an IPv6 route's
+        lifetime in seconds, as the kernel gives a router advertisement's."""
         flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
-        self._request(RTM_NEWROUTE, flags, oif=oif, gateway=gateway, metric=metric, proto=proto)
+        self._request(
+            RTM_NEWROUTE, flags, oif=oif, gateway=gateway, metric=metric, proto=proto,
+            expires=expires,
+        )  # fmt: skip
 
     def delete_default(self, oif: int, gateway: str, metric: int, proto: int) -> None:
         flags = NLM_F_REQUEST | NLM_F_ACK
         self._request(RTM_DELROUTE, flags, oif=oif, gateway=gateway, metric=metric, proto=proto)
 
     def _request(
-        self, kind: int, flags: int, *, oif: int, gateway: str, metric: int, proto: int
+        self,
+        kind: int,
+        flags: int,
+        *,
+        oif: int,
+        gateway: str,
+        metric: int,
+        proto: int,
+        expires: int | None = None,
     ) -> None:
         self._seq += 1
-        rtmsg = _RTMSG.pack(socket.AF_INET, 0, 0, 0, MAIN_TABLE, proto, 0, RTN_UNICAST, 0)
+        family = socket.AF_INET6 if ":" in gateway else socket.AF_INET
+        rtmsg = _RTMSG.pack(family, 0, 0, 0, MAIN_TABLE, proto, 0, RTN_UNICAST, 0)
         attrs = (
-            _attr(RTA_GATEWAY, socket.inet_aton(gateway))
+            _attr(RTA_GATEWAY, socket.inet_pton(family, gateway))
             + _attr(RTA_OIF, _U32.pack(oif))
             + _attr(RTA_PRIORITY, _U32.pack(metric))
         )
+        if expires is not None:
+            attrs += _attr(RTA_EXPIRES, _U32.pack(expires))
         body = rtmsg + attrs
         self._sock.send(_NLMSG.pack(_NLMSG.size + len(body), kind, flags, self._seq, 0) + body)
         while True:

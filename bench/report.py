@@ -65,12 +65,15 @@ def write_json(path: Path, results: list[Result], meta: dict[str, Any]) -> None:
 
 
 def _result_dict(result: Result) -> dict[str, Any]:
-    return {
+    document = {
         "seconds": result.seconds,
         "error": result.error,
         "rows": [asdict(row) for row in result.rows],
         "raw": result.raw,
     }
+    if result.measured is not None:
+        document["measured"] = result.measured
+    return document
 
 
 def _jsonable(value: object) -> object:
@@ -107,6 +110,7 @@ def write_markdown(path: Path, results: list[Result], meta: dict[str, Any]) -> N
         f"(commit {m['commit']})",
         "- namespaces of this run left behind: "
         + (", ".join(meta["namespaces_left"]) if meta["namespaces_left"] else "none"),
+        *_kept_lines(meta.get("kept_from_earlier_runs") or {}),
         "",
         "| figure | measured | target | met | command | reading: what limits it |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -124,6 +128,19 @@ def write_markdown(path: Path, results: list[Result], meta: dict[str, Any]) -> N
             )
     lines += ["", *_method(), ""]
     path.write_text("\n".join(lines))
+
+
+def _kept_lines(kept: dict[str, dict[str, Any]]) -> list[str]:
+    """Which figures an earlier run measured (`--merge`), grouped by run."""
+    runs: dict[tuple[str, ...], list[str]] = {}
+    for name, measured in kept.items():
+        fields = ("date", "commit", "mode", "machine")
+        runs.setdefault(tuple(str(measured.get(f)) for f in fields), []).append(name)
+    return [
+        f"- kept from the {mode} run of {date} (commit {commit}, on {machine}), not measured "
+        "again: " + ", ".join(f"`{name}`" for name in names)
+        for (date, commit, mode, machine), names in runs.items()
+    ]
 
 
 def _method() -> list[str]:
@@ -153,6 +170,15 @@ def _method() -> list[str]:
         f"{seed_model['worst']:.2f} s at seed settings ({fast_model['median']:.2f} s / "
         f"{fast_model['worst']:.2f} s fast), and a failback median of "
         f"{seed_back['median']:.2f} s, worst {seed_back['worst']:.2f} s (seed).",
+        "- IPv6 (`failover-ipv6`, `capture-ra`): the daemon is given a target of each family "
+        "and manages every uplink in both; beside each DHCP lease, the route the kernel "
+        "installs for a router advertisement (`lab.ra_add`: via fe80::1, proto ra, a 1800 s "
+        "lifetime) is there to capture. `failover-ipv6` cuts one uplink's upstream in IPv4 "
+        "only and another's in IPv6 only (a blackhole route of that family in the ISP "
+        "namespace), both at the same phases of their family's rounds, and times each on "
+        "that family's routes; the sniffer reads ICMPv6 echoes as it reads ICMP ones. "
+        "`capture-ra` adds the RA route back by netlink as the kernel would at the router's "
+        "next advertisement, and replays the IPv6 default routes to catch any gap.",
         "- CPU: `/proc/PID/stat` utime+stime (10 ms ticks) and, for resolution, the "
         "threads' run time from `/proc/PID/task/*/schedstat` (ns); the tables quote the "
         "latter. RSS: `VmRSS` (peak: `VmHWM`) of `/proc/PID/status`.",

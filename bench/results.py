@@ -32,6 +32,20 @@ class Result:
     raw: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     error: str | None = None
+    measured: dict[str, Any] | None = None  # kept from an earlier run: its date, commit, mode
+
+    @classmethod
+    def kept(cls, name: str, stored: dict[str, Any], measured: dict[str, Any]) -> Result:
+        """A figure as an earlier run's results.json holds it."""
+        rows = [Row(**row) for row in stored.get("rows", [])]
+        return cls(
+            name,
+            rows,
+            stored.get("raw", {}),
+            stored.get("seconds", 0.0),
+            stored.get("error"),
+            stored.get("measured") or measured,
+        )
 
 
 @dataclass

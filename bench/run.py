@@ -1,14 +1,16 @@
 """Run pingu's benchmarks and write bench/RESULTS.md and bench/results.json.
 
-``python -m bench.run [--quick] [--only FIGURE ...] [--seed N]``, as root (``nox -s
-bench`` does this). A figure that fails is reported as failed and the others still run;
-the exit status is then 1."""
+``python -m bench.run [--quick] [--only FIGURE ... [--merge]] [--seed N]``, as root (``nox
+-s bench`` does this). A figure that fails is reported as failed and the others still run;
+the exit status is then 1. ``--merge`` keeps, from the results already in ``--out``, the
+figures not run this time (each says when and at which commit it was measured)."""
 
 from __future__ import annotations
 
 import argparse
 import datetime
 import functools
+import json
 import logging
 import os
 import subprocess
@@ -30,8 +32,10 @@ HERE = Path(__file__).resolve().parent
 FIGURES: dict[str, Callable[[Context], Result]] = {
     "startup": figures.startup,
     "capture": figures.capture,
+    "capture-ra": figures.capture_ra,
     "carrier": figures.carrier,
     "failover-seed": figures.failover_seed,
+    "failover-ipv6": figures.failover_ipv6,
     "failover-fast": figures.failover_fast,
     "scaling": figures.scaling,
     "traffic-flood": figures.traffic_and_flood,
@@ -96,7 +100,34 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep", type=Path, default=None, help="keep configs and daemon logs in this directory"
     )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the figures not run this time from the results already in --out",
+    )
     return parser.parse_args(argv)
+
+
+def earlier_results(out: Path, chosen: Sequence[str]) -> list[Result]:
+    """The figures of ``out/results.json`` not in ``chosen``, each with when it was measured."""
+    path = out / "results.json"
+    if not path.exists():
+        return []
+    stored = json.loads(path.read_text())
+    meta = stored.get("meta", {})
+    machine_then = meta.get("machine", {})
+    measured = {
+        "date": meta.get("date"),
+        "commit": machine_then.get("commit"),
+        "mode": meta.get("mode"),
+        "command": meta.get("command"),
+        "machine": f"{machine_then.get('cpu_model')}, kernel {machine_then.get('kernel')}",
+    }
+    return [
+        Result.kept(name, figure, measured)
+        for name, figure in stored.get("figures", {}).items()
+        if name not in chosen and name in ALL
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -115,10 +146,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     left = leftover_namespaces()
     if left:
         log.error("namespaces of this run left behind: %s", left)
+    kept = earlier_results(args.out, chosen) if args.merge else []
+    failed = any(r.error for r in results)
+    results += kept
     order = {name: i for i, name in enumerate(ALL)}
     results.sort(key=lambda r: order.get(r.name, len(order)))
     base = "nox -s bench"
-    extra = [*(["--quick"] if args.quick else []), *(["--only", *args.only] if args.only else [])]
+    extra = [
+        *(["--quick"] if args.quick else []),
+        *(["--only", *args.only] if args.only else []),
+        *(["--merge"] if args.merge else []),
+    ]
     meta = {
         "date": date,
         "mode": "quick" if args.quick else "full",
@@ -129,13 +167,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command_base": base,
         "machine": machine(),
         "namespaces_left": left,
+        "kept_from_earlier_runs": {r.name: r.measured for r in kept},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "results.json", results, meta)
     write_markdown(args.out / "RESULTS.md", results, meta)
     log.info("wrote %s and %s in %.1f min", args.out / "RESULTS.md", args.out / "results.json",
              meta["duration_s"] / 60)  # fmt: skip
-    return 1 if left or any(r.error for r in results) else 0
+    return 1 if left or failed else 0
 
 
 if __name__ == "__main__":

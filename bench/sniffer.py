@@ -14,6 +14,9 @@ from bench.namespaces import in_namespace
 
 ETH_P_ALL = 0x0003
 ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST = 0, 8
+ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY = 128, 129
+IPPROTO_ICMPV6 = 58
+IPV6_HEADER = 40
 PACKET_OUTGOING = 4
 _ICMP = struct.Struct("!BBHHH")
 _POLL_S = 0.2
@@ -21,7 +24,7 @@ _POLL_S = 0.2
 
 @dataclass(frozen=True)
 class Echo:
-    """An ICMP echo request or reply seen on an uplink."""
+    """An ICMP or ICMPv6 echo request or reply seen on an uplink."""
 
     time: float  # time.monotonic() when read
     request: bool
@@ -32,7 +35,10 @@ class Echo:
 
 
 def parse_echo(packet: bytes, now: float) -> Echo | None:
-    """The echo in an IPv4 packet (network header first), or None."""
+    """The echo in an IPv4 or IPv6 packet (network header first; IPv6: ICMPv6 right after
+    the header, as pingu sends it), or None."""
+    if packet[:1] and packet[0] >> 4 == 6:
+        return _parse_echo6(packet, now)
     if len(packet) < 20 or packet[0] >> 4 != 4 or packet[9] != socket.IPPROTO_ICMP:
         return None
     ihl = (packet[0] & 0x0F) * 4
@@ -43,6 +49,17 @@ def parse_echo(packet: bytes, now: float) -> Echo | None:
         return None
     src, dst = socket.inet_ntoa(packet[12:16]), socket.inet_ntoa(packet[16:20])
     return Echo(now, kind == ICMP_ECHO_REQUEST, src, dst, ident, seq)
+
+
+def _parse_echo6(packet: bytes, now: float) -> Echo | None:
+    if len(packet) < IPV6_HEADER + _ICMP.size or packet[6] != IPPROTO_ICMPV6:
+        return None
+    kind, _code, _sum, ident, seq = _ICMP.unpack_from(packet, IPV6_HEADER)
+    if kind not in (ICMPV6_ECHO_REQUEST, ICMPV6_ECHO_REPLY):
+        return None
+    src = socket.inet_ntop(socket.AF_INET6, packet[8:24])
+    dst = socket.inet_ntop(socket.AF_INET6, packet[24:40])
+    return Echo(now, kind == ICMPV6_ECHO_REQUEST, src, dst, ident, seq)
 
 
 class EchoSniffer:
