@@ -166,8 +166,8 @@ def test_an_ipv6_only_cut_fails_over_ipv6_alone_and_back_while_ipv4_stays(
 
     pingu.until(ipv6_back, "wan1's IPv6 route back")
     assert leaves_via(lab, T6) == "wan1"
-    assert [d for d in pingu.decisions("wan1/ipv4", after=mark)] == []  # no failed round
-    assert [d for d in pingu.decisions("wan2/ipv6", after=mark)] == []
+    assert not [d for d in pingu.decisions("wan1/ipv4", after=mark) if "->" in d]
+    assert not [d for d in pingu.decisions("wan2/ipv6", after=mark) if "->" in d]
     assert runs(record) == []
     assert pingu.stop() == 0
     assert {(r.oif, r.proto) for r in lab.default_routes(family=6)} == {("wan1", RA), ("wan2", RA)}
@@ -334,19 +334,18 @@ def test_kill_9_and_restart_adopt_the_ipv6_routes_and_a_clean_stop_restores_the_
     # Enough of the router's lifetime has gone for a route restored whole (with the
     # lifetime it was captured with) to be told apart from one restored with what is left.
     until(lambda: time.monotonic() - advertised > 3 * LIFETIME_SLACK, "time to pass", 30)
+    lived_before = time.monotonic() - advertised
     assert second.stop() == 0
-    elapsed = time.monotonic() - advertised
     restored = {(r.oif, r.gateway, r.metric, r.proto): r for r in lab.default_routes(family=6)}
+    lived_after = time.monotonic() - advertised
     assert set(restored) == {
         ("wan1", LINK_LOCAL_GATEWAY, 1024, RA),
         ("wan2", LINK_LOCAL_GATEWAY, 1025, RA),
     }
     left = restored[("wan1", LINK_LOCAL_GATEWAY, 1024, RA)].expires
     assert left is not None, "the RA route was put back without its lifetime"
-    assert RA_LIFETIME - elapsed - LIFETIME_SLACK <= left <= RA_LIFETIME - elapsed + 1, (
-        left,
-        elapsed,
-    )
+    assert RA_LIFETIME - lived_after - LIFETIME_SLACK <= left, (left, lived_after)
+    assert left <= RA_LIFETIME - lived_before + 1, (left, lived_before)
     ipv4 = {(r.oif, r.gateway, r.metric, r.proto) for r in lab.default_routes()}
     assert ipv4 == {
         ("wan1", lab.gateway("wan1"), 1024, DHCP),
@@ -498,8 +497,9 @@ def test_forged_echo_replies_never_make_a_cut_ipv6_uplink_pass(lab: Lab, daemons
             with contextlib.suppress(concurrent.futures.CancelledError):
                 forger.result(10)
     assert len(set(forged.values())) == 1, forged  # each echo got the three kinds
-    # Not a single forged reply counted: every echo waited for is lost, every round.
-    failed = pingu.find_log(r" wan1/ipv6: round failed: (?P<reason>.*)$")
+    # Not a single forged reply counted: every echo waited for is lost, in every round
+    # after the one that took the path down (which may have had genuine replies).
+    failed = pingu.find_log(r" wan1/ipv6: round failed: (?P<reason>.*)$", after=mark)
     assert failed
     assert all("no reply" in m["reason"] for m in failed), [m[0] for m in failed]
     assert not pingu.find_log(r" wan1/ipv6 down -> ")
