@@ -1,7 +1,31 @@
 """The simulated network pingu is tested in: namespaces, uplinks, ISPs, impairments."""
 
+from pingu.lab.clients import (
+    ClientRoute,
+    DhcpcdClient,
+    DnsmasqServer,
+    KernelRA,
+    RadvdServer,
+    Sandbox,
+    UdhcpcClient,
+)
 from pingu.lab.errors import LabError
 from pingu.lab.lab import Lab, ReceivedEcho, Route, Uplink, prefixes_used
 from pingu.lab.ping import PingResult
 
-__all__ = ["Lab", "LabError", "PingResult", "ReceivedEcho", "Route", "Uplink", "prefixes_used"]
+__all__ = [
+    "ClientRoute",
+    "DhcpcdClient",
+    "DnsmasqServer",
+    "KernelRA",
+    "Lab",
+    "LabError",
+    "PingResult",
+    "RadvdServer",
+    "ReceivedEcho",
+    "Route",
+    "Sandbox",
+    "UdhcpcClient",
+    "Uplink",
+    "prefixes_used",
+]
