@@ -28,56 +28,68 @@ Addressing. The ISP side needs 2001:db8:N::1/64 and the link-local fe80::1 on it
 to advertise a prefix; the lab may give them already (issue 14), otherwise
 :func:`ensure_isp_ipv6` adds them (idempotent, without DAD). A client takes its uplink
 over first: the lab's simulated DHCP route is withdrawn and the static 100.64.N.2/24 (and
-2001:db8:N::2/64, when the lab has it) removed, so that the lease is the only address;
-:meth:`Client.close` puts the static addresses back, as the rest of the lab expects them.
+2001:db8:N::2/64, when the lab has it) removed, so that the lease is the only address.
+stop, kill and restart leave the uplink as the client leaves it (that is what the tests
+look at); :meth:`Client.close` then clears what the client left and puts the lab's static
+addresses and accept_ra back, as the rest of the lab expects them.
 
-What each client does to the routes (observed on Debian 12 with these packages, in
-``tests/netns/test_lab_clients.py``; this is what pingu must coexist with):
+What each client does to the routes, as ``tests/netns/test_lab_clients.py`` observes it
+(Debian 12: dhcpcd 9.4.1, busybox 1.35, dnsmasq 2.90, radvd 2.19). This is what pingu
+must coexist with:
 
-dhcpcd 9.4.1 (per-interface mode, Debian's dhcpcd.conf options, IPv4LL off: 169.254/16 is
-not a documentation range):
-  - start: ``default via GW dev wanN proto dhcp src ADDR metric 1000+ifindex`` and the
-    subnet route ``proto dhcp scope link metric 1000+ifindex`` (the address is
-    ``noprefixroute``, so the kernel adds none); IPv4 is bound only after dhcpcd's ARP
-    probe of the address (about 6 s). IPv6: dhcpcd sets the uplink's accept_ra to 0 and
-    handles the RA itself: a SLAAC address (RFC 7217 stable-private, ``noprefixroute``),
-    ``2001:db8:N::/64 proto ra`` and ``default via fe80::... proto ra metric
-    1000+ifindex``, both with no expiry in the kernel (dhcpcd times them itself).
-  - renewal with the same gateway: nothing is changed (no netlink route message at all).
-  - a default route someone deleted: put back, at the next renewal (IPv4) or at the next
-    RA (IPv6), not at once.
-  - new gateway at renewal: the new default route replaces the old one in one netlink
-    message (NLM_F_REPLACE, same metric), the table never lacks a default route.
-  - lease loss (server gone, lease expired): the address and both IPv4 routes removed.
+dhcpcd (per-interface mode, Debian's dhcpcd.conf options; IPv4LL off, as 169.254/16 is no
+documentation range; renew(): SIGUSR1):
+  - start: ``default via GW dev wanN proto dhcp src ADDR metric M`` and the subnet route
+    ``proto dhcp scope link metric M``, M = 1000 + ifindex unless ``metric`` is set; the
+    address is ``noprefixroute`` (the kernel adds no route of its own) and carries the
+    lease time as its valid lifetime. IPv4 is bound after dhcpcd's ARP probe (~6 s).
+    IPv6: dhcpcd sets the uplink's accept_ra to 0 (and leaves it 0 when it stops, even
+    without ``persistent``) and handles RAs itself: a SLAAC address
+    (RFC 7217 "slaac private", not the MAC's EUI-64), ``2001:db8:N::/64 proto ra`` and
+    ``default via fe80::... proto ra metric M``, without a kernel expiry (dhcpcd times
+    them).
+  - renewal, same gateway: no route message at all.
+  - a default route someone deleted (pingu's capture): put back at dhcpcd's next renewal
+    (IPv4; every T1, 5 s here) or at the next RA (IPv6), not when it is deleted.
+  - new gateway at a renewal: the old default route deleted, then the new one added (two
+    messages, no NLM_F_REPLACE: a moment without a default route on that uplink).
+  - lease loss (no server; T1 renew, T2 rebind, then expiry): "DHCP lease expired", the
+    address, the subnet and the default route deleted (each with its own message); it
+    goes on soliciting.
   - stop (SIGTERM): with ``persistent`` (Debian's default) address and routes stay;
-    without it dhcpcd removes them. kill (SIGKILL): everything stays.
-  - restart: it reads its old lease (/var/lib/dhcpcd/IF.lease), asks for the same
-    address, and re-adds its routes (``File exists`` is not an error for it).
+    without, dhcpcd deletes them (IPv6 too). kill (a crash): everything stays.
+  - restart: it reads its lease file, rebinds the same address, and the routes are left
+    untouched (no route message); after a kill too.
 
-udhcpc (busybox 1.35) with Debian's /etc/udhcpc/default.script:
-  - start: the script sets the address with ``ifconfig`` (no lifetime: ``valid_lft
-    forever``; the kernel's ``proto kernel`` subnet route) and runs ``ip route add
-    default via GW dev wanN``: ``proto boot``, metric 0. A second uplink's udhcpc gets
-    ``File exists`` for its default route while the first one's is there (same metric 0):
-    only one udhcpc uplink has a default route at a time.
-  - renewal (SIGUSR1, or half the lease): same gateway and the route present: nothing
-    changes (``ip route add`` fails with ``File exists``, ignored); the route absent (pingu
-    captured it): it is added again. New gateway: ``ip route flush exact 0.0.0.0/0 dev
-    wanN`` then ``ip route add``: a delete, then an add (a moment without the route).
-  - lease loss: at expiry ``deconfig``: every IPv4 address and route of the uplink flushed.
-  - stop: with ``-R`` (the handle's default, as ifupdown releases on ifdown) a DHCPRELEASE
-    and ``deconfig``; without it, address and route stay. kill: everything stays.
-  - udhcpc ignores the server's T1/T2 (options 58/59): it renews at half the lease.
+udhcpc (Debian's /etc/udhcpc/default.script; renew(): SIGUSR1):
+  - start: ``ifconfig`` sets the address (``valid_lft forever``, with the kernel's
+    ``proto kernel`` subnet route), then ``ip route add default via GW dev wanN``:
+    ``proto boot``, metric 0. A second uplink's udhcpc gets ``File exists`` for its own
+    default route (same prefix, same metric 0): only one udhcpc uplink has a default
+    route at a time, until the first one's is deleted and the second renews.
+  - renewal, same gateway: nothing changes (its ``ip route add`` fails, ``File exists``);
+    the route deleted meanwhile (pingu's capture): added again. udhcpc ignores T1/T2 and
+    renews at half the lease (60 s with dnsmasq's 120 s; seen by hand, not asserted).
+  - new gateway: ``ip route flush exact 0.0.0.0/0 dev wanN`` then ``ip route add``: a
+    delete, then an add (a moment without any default route).
+  - lease loss: "lease lost" at expiry, then ``deconfig``: every IPv4 address and route of
+    the uplink flushed; it goes on discovering.
+  - stop: with ``-R`` (the handle's default; ifupdown's ifdown releases too) a DHCPRELEASE
+    and ``deconfig``: the address is flushed, and its routes vanish with it *without any
+    RTM_DELROUTE* (the kernel sends none for routes that die with their address); without
+    ``-R`` everything stays. kill: everything stays. restart: the same address again
+    (dnsmasq knows the client) and ``ip route add``.
 
-The kernel (accept_ra=2, which accepts RAs even with forwarding on; 1 only without it):
-``default via fe80::... proto ra metric 1024 expires N`` and the prefix route ``proto
-kernel metric 256 expires N``, refreshed by every RA; a deleted default route comes back
-with the next RA; an RA with router lifetime 0 (radvd's final RA on SIGTERM, or a reload
-with ``AdvDefaultLifetime 0``) removes it at once.
+The kernel (accept_ra=2 accepts RAs even when the namespace forwards; 1 ignores them then):
+``default via fe80::1 proto ra metric 1024 expires N`` (N <= the router lifetime) and the
+prefix route ``proto kernel metric 256 expires N``, an EUI-64 SLAAC address; a deleted
+default route comes back with the next RA; an RA with router lifetime 0 (a reload with
+``AdvDefaultLifetime 0``, or radvd's last RA when it stops) removes it at once. The
+kernel has no "renew": it solicits only when the link comes up.
 
-dnsmasq refuses leases shorter than two minutes (its manual: "The minimum lease time is
-two minutes"); :class:`DnsmasqServer` therefore sends short T1/T2 options for fast renewals,
-and a lease-loss test waits the two minutes.
+dnsmasq gives no lease shorter than two minutes (its manual: "The minimum lease time is
+two minutes"): :class:`DnsmasqServer` sends T1/T2 of 5/8 s for fast renewals, and the
+lease-loss test waits out the 120 s.
 """
 
 from __future__ import annotations
@@ -106,7 +118,6 @@ STOP_TIMEOUT = 5.0
 LEASE_TIMEOUT = 30.0
 POLL_INTERVAL = 0.05
 RESOLV_CONF = "/etc/resolv.conf"
-DEV_LOG = "/dev/log"
 PRIVATE_DIRS = ("/run", "/var/lib")  # bind-mounted per process over the host's
 ISP_LINK_LOCAL = "fe80::1"
 
@@ -247,6 +258,9 @@ class Sandbox:
     host's in a mount namespace of its own."""
 
     def __init__(self, root: Path) -> None:
+        if self._inside_any_private_dir(os.path.realpath(root)):
+            # Its own /run mount would hide the directory it is bound from.
+            raise LabError(f"a sandbox cannot live under {' or '.join(PRIVATE_DIRS)}: {root}")
         self.root = root
         for directory in PRIVATE_DIRS:
             (root / directory.lstrip("/")).mkdir(parents=True, exist_ok=True)
@@ -262,10 +276,13 @@ class Sandbox:
         self._bind_resolv = "" if inside is not None else resolved
         (root / "dev-log").touch()
 
+    @staticmethod
+    def _inside_any_private_dir(host_path: str) -> bool:
+        return any(host_path.startswith(directory + "/") for directory in PRIVATE_DIRS)
+
     def _inside_private_dir(self, host_path: str) -> Path | None:
-        for directory in PRIVATE_DIRS:
-            if host_path.startswith(directory + "/"):
-                return self.root / host_path.lstrip("/")
+        if self._inside_any_private_dir(host_path):
+            return self.root / host_path.lstrip("/")
         return None
 
     def path(self, host_path: str) -> Path:
@@ -546,6 +563,7 @@ class DnsmasqServer(Program):
         self.renew_after, self.rebind_after = renew_after, rebind_after
         self.ra, self.ra_interval, self.router_lifetime = ra, ra_interval, router_lifetime
         self.leases = self.directory / "dnsmasq.leases"
+        self._added: set[str] = set()  # router addresses given to the ISP for this server
 
     def _argv(self) -> list[str]:
         argv = [
@@ -570,10 +588,21 @@ class DnsmasqServer(Program):
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
         if self.router not in {a.split("/")[0] for a in self._isp_addresses(4)}:
-            self.lab.run(self.ns, ["ip", "addr", "add", f"{self.router}/24", "dev", ISP_DOWNLINK])
+            # A new gateway: the ISP answers on it too, until this server is closed.
+            self._ip_addr("add", self.router)
+            self._added.add(self.router)
         if self.ra:
             ensure_isp_ipv6(self.lab, self.uplink)
         super().start(timeout)
+
+    def close(self) -> None:
+        super().close()
+        for address in sorted(self._added):
+            self._ip_addr("del", address)
+        self._added.clear()
+
+    def _ip_addr(self, verb: str, address: str) -> None:
+        self.lab.run(self.ns, ["ip", "addr", verb, f"{address}/24", "dev", ISP_DOWNLINK])
 
     def _isp_addresses(self, family: int) -> list[str]:
         return _addresses(self.lab, self.ns, ISP_DOWNLINK, family)
@@ -801,8 +830,9 @@ class _ClientQueries:
 
 class Client(Program, _ClientQueries):
     """A DHCP/RA client program on a daemon uplink. Its first start takes the uplink
-    over (see :class:`_UplinkTakeover`); :meth:`close` stops it and gives the lab's static
-    addresses back. Between the two, stop/kill/restart leave whatever the client leaves."""
+    over (see :class:`_UplinkTakeover`); between that and :meth:`close`, stop, kill and
+    restart leave whatever the client leaves; close stops it, clears what it left and puts
+    the lab's static addresses (and accept_ra) back."""
 
     families: ClassVar[tuple[int, ...]] = (4,)
 
@@ -839,7 +869,10 @@ class DhcpcdClient(Client):
     /etc/dhcpcd.conf (``persistent`` included, unless ``persistent=False``) but for IPv4LL,
     which is off (169.254/16 is no documentation range), and with ``timeout 0`` (never give
     up; dhcpcd on one interface otherwise exits after 30 s without a lease). ``metric``:
-    dhcpcd's own default is 1000 + the uplink's ifindex. renew(): SIGUSR1 ("renewing")."""
+    dhcpcd's own default is 1000 + the uplink's ifindex. ``kernel_ra_off_first``: set the
+    uplink's accept_ra to 0 before dhcpcd starts (it does so itself once running), so that
+    an RA already on the link cannot give the kernel a SLAAC address of its own.
+    renew(): SIGUSR1 ("renewing")."""
 
     program = "dhcpcd"
     families = (4, 6)
@@ -852,9 +885,11 @@ class DhcpcdClient(Client):
         ipv6: bool = True,
         metric: int | None = None,
         persistent: bool = True,
+        kernel_ra_off_first: bool = True,
     ) -> None:
         super().__init__(lab, uplink)
         self.ipv6, self.metric, self.persistent = ipv6, metric, persistent
+        self.kernel_ra_off_first = kernel_ra_off_first
         self.config = self.directory / "dhcpcd.conf"
         self.config.write_text(self._config())
 
@@ -885,7 +920,7 @@ class DhcpcdClient(Client):
         return ["dhcpcd", "--nobackground", "--debug", "--config", str(self.config), self.uplink]
 
     def _before_start(self) -> None:
-        if self.ipv6:
+        if self.ipv6 and self.kernel_ra_off_first:
             # dhcpcd turns the kernel's RA handling off itself, but only once it runs: an
             # RA arriving before would give the uplink a kernel SLAAC address besides.
             self.lab.run(
