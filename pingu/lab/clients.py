@@ -320,7 +320,11 @@ class Program:
         self.ns = ns
         self.label = label
         self.directory = Path(tempfile.mkdtemp(prefix=f"{lab.prefix}-{label}-"))
-        self.sandbox = Sandbox(self.directory / "root")
+        try:
+            self.sandbox = Sandbox(self.directory / "root")
+        except BaseException:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
         self._log_path = self.directory / "output.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._starts = 0
@@ -548,17 +552,18 @@ class DnsmasqServer(Program):
         ra_interval: int = 4,
         router_lifetime: int = 30,
     ) -> None:
-        super().__init__(lab, lab.isp_ns(uplink), f"dnsmasq-{uplink}")
-        self.uplink = uplink
         n = uplink_number(lab, uplink)
         if not 3 <= first <= last <= 254:
             raise ValueError(f"lease range .{first}-.{last} must lie within .3-.254")
         if lease_time < 120:
             raise ValueError("dnsmasq gives no lease shorter than 120 s")
+        router = router or lab.gateway(uplink)
+        if ipaddress.IPv4Address(router) not in ipaddress.IPv4Network(f"100.64.{n}.0/24"):
+            raise ValueError(f"router {router} must be in 100.64.{n}.0/24")
+        super().__init__(lab, lab.isp_ns(uplink), f"dnsmasq-{uplink}")
+        self.uplink = uplink
         self.first, self.last = f"100.64.{n}.{first}", f"100.64.{n}.{last}"
-        self.router = router or lab.gateway(uplink)
-        if ipaddress.IPv4Address(self.router) not in ipaddress.IPv4Network(f"100.64.{n}.0/24"):
-            raise ValueError(f"router {self.router} must be in 100.64.{n}.0/24")
+        self.router = router
         self.lease_time = lease_time
         self.renew_after, self.rebind_after = renew_after, rebind_after
         self.ra, self.ra_interval, self.router_lifetime = ra, ra_interval, router_lifetime
@@ -638,9 +643,9 @@ class RadvdServer(Program):
         # radvd logs values out of radvd.conf(5)'s ranges and goes on with others.
         if not (4 <= max_interval <= 1800 and 3 <= min_interval <= 0.75 * max_interval):
             raise ValueError("radvd needs 4 <= max_interval <= 1800, 3 <= min <= 0.75 max")
+        self._check_lifetime(router_lifetime, max_interval)
         super().__init__(lab, lab.isp_ns(uplink), f"radvd-{uplink}")
         self.uplink = uplink
-        self._check_lifetime(router_lifetime, max_interval)
         self.router_lifetime = router_lifetime
         self.min_interval, self.max_interval = min_interval, max_interval
         self.config = self.directory / "radvd.conf"
@@ -951,11 +956,11 @@ class UdhcpcClient(Client):
     program = "udhcpc"
 
     def __init__(self, lab: Lab, uplink: str, *, release_on_stop: bool = True) -> None:
-        super().__init__(lab, uplink)
-        self.release_on_stop = release_on_stop
         scripts = [s for s in UDHCPC_SCRIPTS if os.path.exists(s)]
         if not scripts:
             raise LabError(f"udhcpc's default script is missing ({' or '.join(UDHCPC_SCRIPTS)})")
+        super().__init__(lab, uplink)
+        self.release_on_stop = release_on_stop
         self.script = scripts[0]
 
     def _argv(self) -> list[str]:

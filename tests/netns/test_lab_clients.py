@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -626,11 +627,19 @@ def test_a_program_never_ready_is_killed_after_the_bound(lab: Lab) -> None:
     hung.close()
 
 
-def test_radvd_values_out_of_its_ranges_are_refused(lab: Lab) -> None:
+def test_values_out_of_the_programs_ranges_are_refused(lab: Lab) -> None:
+    made = set(Path(tempfile.gettempdir()).glob(f"{lab.prefix}-*"))
     with pytest.raises(ValueError, match="max_interval"):
         RadvdServer(lab, "wan1", min_interval=4, max_interval=4)
     with pytest.raises(ValueError, match="router lifetime 2"):
         RadvdServer(lab, "wan1", router_lifetime=2)
+    with pytest.raises(ValueError, match="no lease shorter than 120 s"):
+        DnsmasqServer(lab, "wan1", lease_time=30)
+    with pytest.raises(ValueError, match=r"must lie within \.3-\.254"):
+        DnsmasqServer(lab, "wan1", first=2)  # .2 is the lab's static address
+    with pytest.raises(ValueError, match=r"must be in 100\.64\.1\.0/24"):
+        DnsmasqServer(lab, "wan1", router="100.64.2.1")
+    assert set(Path(tempfile.gettempdir()).glob(f"{lab.prefix}-*")) == made  # nothing left
 
 
 def test_a_missing_program_is_named_with_its_package() -> None:
