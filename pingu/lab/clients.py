@@ -44,7 +44,7 @@ documentation range; renew(): SIGUSR1):
     address is ``noprefixroute`` (the kernel adds no route of its own) and carries the
     lease time as its valid lifetime. IPv4 is bound after dhcpcd's ARP probe (~6 s).
     IPv6: dhcpcd sets the uplink's accept_ra to 0 (and leaves it 0 when it stops, even
-    without ``persistent``) and handles RAs itself: a SLAAC address
+    without ``persistent``) and handles RAs itself, forwarding or not: a SLAAC address
     (RFC 7217 "slaac private", not the MAC's EUI-64), ``2001:db8:N::/64 proto ra`` and
     ``default via fe80::... proto ra metric M``, without a kernel expiry (dhcpcd times
     them).
@@ -113,9 +113,14 @@ from pingu.lab import _process
 from pingu.lab.errors import LabError
 from pingu.lab.lab import ISP_DOWNLINK, Lab
 
-START_TIMEOUT = 15.0
-STOP_TIMEOUT = 5.0
-LEASE_TIMEOUT = 30.0
+# Generous bounds (they only matter when something is wrong): once, while other labs ran
+# on the machine, a dhcpcd mid-renewal had not handled its SIGTERM after 5 s; a netlink
+# change waiting for the kernel's RTNL lock, which namespace teardowns can hold for
+# seconds, is the likely cause (not reproduced in 38 stops on a quiet machine).
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 20.0  # for a graceful exit, before SIGKILL
+KILL_TIMEOUT = 10.0  # for the kernel to reap what SIGKILL hit
+LEASE_TIMEOUT = 45.0
 POLL_INTERVAL = 0.05
 RESOLV_CONF = "/etc/resolv.conf"
 PRIVATE_DIRS = ("/run", "/var/lib")  # bind-mounted per process over the host's
@@ -404,7 +409,7 @@ class Program:
 
     def kill(self) -> int | None:
         """SIGKILL, as a crash: the program cleans nothing up."""
-        return self._end(signal.SIGKILL, STOP_TIMEOUT)
+        return self._end(signal.SIGKILL, KILL_TIMEOUT)
 
     def restart(self, timeout: float = START_TIMEOUT) -> None:
         """Stop (gracefully) and start again, with the same sandbox: its lease files
@@ -451,7 +456,7 @@ class Program:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 _killpg(proc.pid)
-                proc.wait(STOP_TIMEOUT)
+                proc.wait(KILL_TIMEOUT)
         # Helpers it forked (dhcpcd's privilege-separated proxies, radvd's privsep
         # process) may outlive it by a moment, or forever after a SIGKILL.
         _end_group(proc.pid)
@@ -514,7 +519,7 @@ def _end_group(pgid: int) -> None:
     while group_members(pgid):
         if time.monotonic() > deadline:
             _killpg(pgid)
-            if time.monotonic() > deadline + STOP_TIMEOUT:
+            if time.monotonic() > deadline + KILL_TIMEOUT:
                 raise LabError(f"processes of group {pgid} survive SIGKILL: "
                                f"{group_members(pgid)}")  # fmt: skip
         time.sleep(POLL_INTERVAL)
