@@ -53,9 +53,10 @@ documentation range; renew(): SIGUSR1):
     (IPv4; every T1, 5 s here) or at the next RA (IPv6), not when it is deleted.
   - new gateway at a renewal: the old default route deleted, then the new one added (two
     messages, no NLM_F_REPLACE: a moment without a default route on that uplink).
-  - lease loss (no server; T1 renew, T2 rebind, then expiry): "DHCP lease expired", the
-    address, the subnet and the default route deleted (each with its own message); it
-    goes on soliciting.
+  - lease loss (no server; T1 renew, T2 rebind, then expiry): the address goes, removed
+    by dhcpcd ("DHCP lease expired") or, as it carries the lease as its lifetime, by the
+    kernel a moment before ("pid 0 deleted IP address"): a race, either way dhcpcd then
+    deletes the subnet and default routes and runs its EXPIRE hook; it goes on asking.
   - stop (SIGTERM): with ``persistent`` (Debian's default) address and routes stay;
     without, dhcpcd deletes them (IPv6 too). kill (a crash): everything stays.
   - restart: it reads its lease file, rebinds the same address, and the routes are left
