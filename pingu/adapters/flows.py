@@ -10,6 +10,12 @@ When traffic leaves an uplink, two kinds of state still carry its address:
   deleted one by one by their original tuple: one netlink request each, never a command.
 - the box's own TCP connections from that address (:mod:`pingu.adapters.sock_diag`).
 
+Only what the change broke: a flow or connection whose packets still leave by the uplink
+(a host route through it, a peer on its own network, a socket bound to it) is left alone,
+as the kernel's route for it says now (:mod:`pingu.adapters.route_lookup`). Deleting such
+an entry would not be harmless: the next packet from the far end would find none, reach
+the box itself and be answered with a reset.
+
 Masqueraded entries are found the same way: ctnetlink cannot tell masquerade from a
 source NAT to the uplink's own address. The kernel drops those itself at their next
 packet through another interface; deleting them first only spares that packet.
@@ -24,10 +30,12 @@ import ipaddress
 import logging
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from pingu.adapters.sock_diag import SockDiag, SockDiagError
+from pingu.adapters.route_lookup import RouteLookup
+from pingu.adapters.sock_diag import Connection, SockDiag, SockDiagError
 from pingu.domain.commands import EndFlows
 from pingu.domain.events import FlowsEnded
 from pingu.domain.model import Family
@@ -35,6 +43,7 @@ from pingu.domain.model import Family
 log = logging.getLogger("pingu")
 
 END_TIMEOUT_S = 10.0
+Way = tuple[str, str | None, int | None]  # destination, source, bound interface: a way out
 MAX_ENTRIES = 100_000  # per address and direction: a bound on one pass, not a limit in use
 
 
@@ -96,14 +105,15 @@ class KernelFlows:
         if request.conntrack and self.support.conntrack is None and addresses:
             try:
                 deleted = await asyncio.wait_for(
-                    _delete_entries(addresses, request.family), END_TIMEOUT_S
+                    _delete_entries(addresses, request.family, request.ifindex), END_TIMEOUT_S
                 )
             except (OSError, NetlinkError, TimeoutError, ValueError) as error:
                 errors.append(f"conntrack: {error or type(error).__name__}")
         if request.sockets and self.support.sockets is None and addresses:
             try:
                 destroyed = await asyncio.wait_for(
-                    asyncio.to_thread(_destroy_connections, addresses), END_TIMEOUT_S
+                    asyncio.to_thread(_destroy_connections, addresses, request.ifindex),
+                    END_TIMEOUT_S,
                 )
             except (OSError, TimeoutError, SockDiagError) as error:
                 errors.append(f"sockets: {error or type(error).__name__}")
@@ -123,8 +133,9 @@ def _of_family(addresses: tuple[str, ...], family: Family) -> list[str]:
     return found
 
 
-async def _delete_entries(addresses: list[str], family: Family) -> int:
-    """Delete the entries NATed to or sent from `addresses`; how many went.
+async def _delete_entries(addresses: list[str], family: Family, ifindex: int | None) -> int:
+    """Delete the entries NATed to or sent from `addresses` whose packets no longer leave
+    by interface `ifindex`; how many went.
 
     IPv4 dumps are filtered by the kernel (CTA_FILTER on the reply's destination, then on
     the original's source); pyroute2's filter finds nothing in IPv6 (checked on 6.18), so
@@ -143,7 +154,7 @@ async def _delete_entries(addresses: list[str], family: Family) -> int:
                 filters.append({"tuple_orig": NFCTAttrTuple(family=number, saddr=address)})
         else:
             filters = [{}]
-        doomed: dict[tuple[object, ...], object] = {}
+        doomed: dict[tuple[object, ...], tuple[Any, Way]] = {}
         for kernel_filter in filters:
             seen = 0
             async for entry in await ct.dump_entries(**kernel_filter):
@@ -151,11 +162,17 @@ async def _delete_entries(addresses: list[str], family: Family) -> int:
                 if seen > MAX_ENTRIES:
                     break
                 orig, reply = entry.tuple_orig, entry.tuple_reply
-                if _address(reply.daddr) in wanted or _address(orig.saddr) in wanted:
+                sent_from_it = _address(orig.saddr) in wanted
+                if sent_from_it or _address(reply.daddr) in wanted:
                     key = (orig.saddr, orig.daddr, orig.proto, orig.sport, orig.dport, orig.icmp_id)
-                    doomed.setdefault(key, orig)
+                    # The box's own flow leaves from its address; a NATed one is routed
+                    # by its destination (the source is a LAN host's).
+                    way = (str(orig.daddr), str(orig.saddr) if sent_from_it else None, None)
+                    doomed.setdefault(key, (orig, way))
+        found = list(doomed.values())
+        broken = await asyncio.to_thread(_broken, ifindex, [way for _, way in found])
         deleted = 0
-        for orig in doomed.values():
+        for orig in (o for (o, _), ended in zip(found, broken, strict=True) if ended):
             try:
                 if await ct.delete(orig) is not None:
                     deleted += 1
@@ -173,15 +190,40 @@ def _address(text: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
         return None
 
 
-def _destroy_connections(addresses: list[str]) -> int:
+def _broken(ifindex: int | None, ways: list[Way]) -> list[bool]:
+    """For each way out (destination, source, bound interface), whether it no longer
+    leaves by `ifindex`, the uplink traffic left: the flows the route change broke. An
+    uplink whose interface is gone broke all of them."""
+    if ifindex is None or not ways:
+        return [True] * len(ways)
+    try:
+        with RouteLookup() as lookup:
+            broken = [lookup.leaves_by(dst, src, oif) != ifindex for dst, src, oif in ways]
+    except OSError as error:  # no way to tell: end them all, as if every one had moved
+        log.debug("route lookups failed (%s): every flow of the uplink is ended", error)
+        return [True] * len(ways)
+    if not all(broken):
+        log.debug(
+            "%d flow(s) left alone: still routed through interface %d", broken.count(False), ifindex
+        )
+    return broken
+
+
+def _destroy_connections(addresses: list[str], ifindex: int | None) -> int:
     destroyed = 0
     with SockDiag() as diag:
         for address in addresses:
-            for connection in diag.connections(address):
+            found = diag.connections(address)
+            broken = _broken(ifindex, [_way(c) for c in found])
+            for connection in (c for c, ended in zip(found, broken, strict=True) if ended):
                 if diag.destroy(connection):
                     destroyed += 1
                     log.debug("destroyed TCP connection %s", connection.describe())
     return destroyed
+
+
+def _way(connection: Connection) -> Way:
+    return connection.remote, connection.local, connection.interface or None
 
 
 def _destroy_support() -> str | None:

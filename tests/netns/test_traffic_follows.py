@@ -204,11 +204,12 @@ def test_lan_flows_resume_over_the_new_uplink_after_a_failover_and_a_failback(
 
 
 @pytest.mark.parametrize("nat", NAT_KINDS)
-def test_flows_that_keep_their_uplink_are_untouched_by_a_failover(
+def test_flows_that_keep_their_uplink_are_untouched_by_a_failover_and_a_failback(
     make_world: Callable[..., World], nat: NatKind
 ) -> None:
     """wan2 carries the flows to a target routed through it on purpose (a host route):
-    wan1's failover ends wan1's flows, and not one of those."""
+    wan1's failover ends wan1's flows, and not one of those; nor does the failback, when
+    traffic leaves wan2 but they still go out of it, as before."""
     world = make_world(nat)
     wan2 = world.address("wan2")
     world.lab.run("daemon", ["ip", "route", "add", f"{PINNED_TARGET}/32", "via",
@@ -231,6 +232,16 @@ def test_flows_that_keep_their_uplink_are_untouched_by_a_failover(
     reaches(server, moving, wan2, after=over.before)
     world.ended("wan1", after=mark)
     # Still the same entries, still flowing, never an error.
+    assert before <= {e.id for e in lan.conntrack() if e.dst == PINNED_TARGET}
+    for tool in (pinned, pinned_tcp, box):
+        reaches(server, tool, wan2, after=time.monotonic())
+    assert not pinned_tcp.events("error")
+    assert not box.events("error")
+
+    mark = world.pingu.mark()
+    back = world.fail_back()
+    reaches(server, moving, world.address("wan1"), after=back.before)
+    world.ended("wan2", after=mark)
     assert before <= {e.id for e in lan.conntrack() if e.dst == PINNED_TARGET}
     for tool in (pinned, pinned_tcp, box):
         reaches(server, tool, wan2, after=time.monotonic())
