@@ -2,12 +2,16 @@
 
 When traffic leaves an uplink, two kinds of state still carry its address:
 
-- conntrack entries of flows source-NATed to it (their reply tuple is addressed to it) or
-  sent by the box from it (their original tuple comes from it). The kernel keeps NATing a
-  flow as its entry says, so a UDP tunnel refreshing its entry never moves. Deleted, the
-  flow's next packet makes a new entry, NATed and routed anew. They are found with
+- conntrack entries of flows source-NATed to it or sent by the box from it: either way
+  their answers come back to it, so their reply tuple is addressed to it (a flow the box
+  sent from it but NATed to another address is that address's). The kernel keeps NATing
+  a flow as its entry says, so a UDP tunnel refreshing its entry never moves. Deleted,
+  the flow's next packet makes a new entry, NATed and routed anew. They are found with
   pyroute2's ctnetlink dump and its kernel-side tuple filter (checked again here) and
   deleted one by one by their original tuple: one netlink request each, never a command.
+  One dump per address: each walks the kernel's whole conntrack hash table, shared by
+  every namespace (262,144 buckets, about 11 ms on the test machines, however few
+  entries this namespace has).
 - the box's own TCP connections from that address (:mod:`pingu.adapters.sock_diag`).
 
 Only what the change broke: a flow or connection whose packets still leave by the uplink
@@ -137,9 +141,9 @@ async def _delete_entries(addresses: list[str], family: Family, ifindex: int | N
     """Delete the entries NATed to or sent from `addresses` whose packets no longer leave
     by interface `ifindex`; how many went.
 
-    IPv4 dumps are filtered by the kernel (CTA_FILTER on the reply's destination, then on
-    the original's source); pyroute2's filter finds nothing in IPv6 (checked on 6.18), so
-    IPv6 is dumped whole. Every entry is checked here either way."""
+    IPv4 dumps are filtered by the kernel (CTA_FILTER on the reply's destination);
+    pyroute2's filter finds nothing in IPv6 (checked on 6.18), so IPv6 is dumped whole.
+    Every entry is checked here either way."""
     from pyroute2 import AsyncConntrack  # noqa: PLC0415
     from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple  # noqa: PLC0415
 
@@ -151,7 +155,6 @@ async def _delete_entries(addresses: list[str], family: Family, ifindex: int | N
             filters: list[dict[str, object]] = []
             for address in addresses:
                 filters.append({"tuple_reply": NFCTAttrTuple(family=number, daddr=address)})
-                filters.append({"tuple_orig": NFCTAttrTuple(family=number, saddr=address)})
         else:
             filters = [{}]
         doomed: dict[tuple[object, ...], tuple[Any, Way]] = {}
@@ -162,11 +165,11 @@ async def _delete_entries(addresses: list[str], family: Family, ifindex: int | N
                 if seen > MAX_ENTRIES:
                     break
                 orig, reply = entry.tuple_orig, entry.tuple_reply
-                sent_from_it = _address(orig.saddr) in wanted
-                if sent_from_it or _address(reply.daddr) in wanted:
+                if _address(reply.daddr) in wanted:
                     key = (orig.saddr, orig.daddr, orig.proto, orig.sport, orig.dport, orig.icmp_id)
                     # The box's own flow leaves from its address; a NATed one is routed
                     # by its destination (the source is a LAN host's).
+                    sent_from_it = _address(orig.saddr) in wanted
                     way = (str(orig.daddr), str(orig.saddr) if sent_from_it else None, None)
                     doomed.setdefault(key, (orig, way))
         found = list(doomed.values())
