@@ -101,27 +101,35 @@ class KernelFlows:
             ct.close()
 
     async def end(self, request: EndFlows) -> FlowsEnded:
-        """End the flows of `request`'s addresses; what failed is in `error`."""
+        """End the flows of `request`'s addresses; what failed is in `error`. Entries and
+        connections are ended side by side: a local program need not wait for a large
+        conntrack table to be gone through before its connection fails."""
         await self.check()
         addresses = _of_family(request.addresses, request.family)
         errors: list[str] = []
-        deleted = destroyed = 0
-        if request.conntrack and self.support.conntrack is None and addresses:
+
+        async def entries() -> int:
+            if not (request.conntrack and self.support.conntrack is None and addresses):
+                return 0
             try:
-                deleted = await asyncio.wait_for(
-                    _delete_entries(addresses, request.family, request.ifindex), END_TIMEOUT_S
-                )
+                work = _delete_entries(addresses, request.family, request.ifindex)
+                return await asyncio.wait_for(work, END_TIMEOUT_S)
             except (OSError, NetlinkError, TimeoutError, ValueError) as error:
                 errors.append(f"conntrack: {error or type(error).__name__}")
-        if request.sockets and self.support.sockets is None and addresses:
+                return 0
+
+        async def connections() -> int:
+            if not (request.sockets and self.support.sockets is None and addresses):
+                return 0
             try:
-                destroyed = await asyncio.wait_for(
-                    asyncio.to_thread(_destroy_connections, addresses, request.ifindex),
-                    END_TIMEOUT_S,
-                )
+                work = asyncio.to_thread(_destroy_connections, addresses, request.ifindex)
+                return await asyncio.wait_for(work, END_TIMEOUT_S)
             except (OSError, TimeoutError, SockDiagError) as error:
                 errors.append(f"sockets: {error or type(error).__name__}")
-        failed = "; ".join(errors) or None
+                return 0
+
+        deleted, destroyed = await asyncio.gather(entries(), connections())
+        failed = "; ".join(sorted(errors)) or None
         return FlowsEnded(request.uplink, request.family, deleted, destroyed, failed)
 
 
