@@ -6,12 +6,10 @@ When traffic leaves an uplink, two kinds of state still carry its address:
   their answers come back to it, so their reply tuple is addressed to it (a flow the box
   sent from it but NATed to another address is that address's). The kernel keeps NATing
   a flow as its entry says, so a UDP tunnel refreshing its entry never moves. Deleted,
-  the flow's next packet makes a new entry, NATed and routed anew. They are found with
-  pyroute2's ctnetlink dump and its kernel-side tuple filter (checked again here) and
-  deleted one by one by their original tuple: one netlink request each, never a command.
-  One dump per address: each walks the kernel's whole conntrack hash table, shared by
-  every namespace (262,144 buckets, about 11 ms on the test machines, however few
-  entries this namespace has).
+  the flow's next packet makes a new entry, NATed and routed anew. They are found by a
+  ctnetlink dump the kernel filters on that address, and deleted in batches of requests
+  each naming one entry by that reply (:mod:`pingu.adapters.ctnetlink`): never a
+  command, and never the new entry the kernel may have made for the flow meanwhile.
 - the box's own TCP connections from that address (:mod:`pingu.adapters.sock_diag`).
 
 Only what the change broke: a flow or connection whose packets still leave by the uplink
@@ -24,20 +22,20 @@ Masqueraded entries are found the same way: ctnetlink cannot tell masquerade fro
 source NAT to the uplink's own address. The kernel drops those itself at their next
 packet through another interface; deleting them first only spares that packet.
 
-Every call is bounded in time; what the kernel lacks is found once, at `check()`.
+Every call is bounded in time and runs in a worker thread; what the kernel lacks is found
+once, at `check()`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import socket
 from dataclasses import dataclass
-from typing import Any
 
-from pyroute2.netlink.exceptions import NetlinkError
-
+from pingu.adapters.ctnetlink import Ctnetlink, CtnetlinkError, Entry
 from pingu.adapters.route_lookup import RouteLookup
 from pingu.adapters.sock_diag import Connection, SockDiag, SockDiagError
 from pingu.domain.commands import EndFlows
@@ -65,6 +63,7 @@ class KernelFlows:
     def __init__(self) -> None:
         self.support = Support()
         self._checked = False
+        self._filtered = True  # the kernel filters dumps by address
 
     async def check(self) -> Support:
         """Find out once what the kernel supports; log what it lacks."""
@@ -72,14 +71,22 @@ class KernelFlows:
             return self.support
         self._checked = True
         try:
-            await asyncio.wait_for(self._count_entries(), END_TIMEOUT_S)
-        except (OSError, NetlinkError, TimeoutError, ValueError) as error:
-            self.support.conntrack = f"ctnetlink: {error or type(error).__name__}"
+            self._filtered = await asyncio.wait_for(
+                asyncio.to_thread(_conntrack_filters), END_TIMEOUT_S
+            )
+        except (OSError, CtnetlinkError, TimeoutError) as error:
+            self.support.conntrack = f"ctnetlink: {str(error) or type(error).__name__}"
             log.warning(
                 "conntrack: not available (%s): NATed flows are not ended when traffic "
                 "leaves an uplink",
                 self.support.conntrack,
             )
+        else:
+            if not self._filtered:
+                log.warning(
+                    "conntrack: the kernel filters no dump by address (CTA_FILTER, Linux "
+                    "5.8): every entry is read when traffic leaves an uplink"
+                )
         self.support.sockets = await asyncio.to_thread(_destroy_support)
         if self.support.sockets is not None:
             log.warning(
@@ -89,16 +96,6 @@ class KernelFlows:
                 self.support.sockets,
             )
         return self.support
-
-    @staticmethod
-    async def _count_entries() -> int | None:
-        from pyroute2 import AsyncConntrack  # noqa: PLC0415 (only when flows are ended)
-
-        ct = AsyncConntrack()
-        try:
-            return int(await ct.count() or 0)
-        finally:
-            ct.close()
 
     async def end(self, request: EndFlows) -> FlowsEnded:
         """End the flows of `request`'s addresses; what failed is in `error`. Entries and
@@ -112,10 +109,12 @@ class KernelFlows:
             if not (request.conntrack and self.support.conntrack is None and addresses):
                 return 0
             try:
-                work = _delete_entries(addresses, request.family, request.ifindex)
+                work = asyncio.to_thread(
+                    _delete_entries, addresses, request.ifindex, filtered=self._filtered
+                )
                 return await asyncio.wait_for(work, END_TIMEOUT_S)
-            except (OSError, NetlinkError, TimeoutError, ValueError) as error:
-                errors.append(f"conntrack: {error or type(error).__name__}")
+            except (OSError, CtnetlinkError, TimeoutError) as error:
+                errors.append(f"conntrack: {str(error) or type(error).__name__}")
                 return 0
 
         async def connections() -> int:
@@ -125,7 +124,7 @@ class KernelFlows:
                 work = asyncio.to_thread(_destroy_connections, addresses, request.ifindex)
                 return await asyncio.wait_for(work, END_TIMEOUT_S)
             except (OSError, TimeoutError, SockDiagError) as error:
-                errors.append(f"sockets: {error or type(error).__name__}")
+                errors.append(f"sockets: {str(error) or type(error).__name__}")
                 return 0
 
         deleted, destroyed = await asyncio.gather(entries(), connections())
@@ -145,60 +144,38 @@ def _of_family(addresses: tuple[str, ...], family: Family) -> list[str]:
     return found
 
 
-async def _delete_entries(addresses: list[str], family: Family, ifindex: int | None) -> int:
-    """Delete the entries NATed to or sent from `addresses` whose packets no longer leave
-    by interface `ifindex`; how many went.
-
-    IPv4 dumps are filtered by the kernel (CTA_FILTER on the reply's destination);
-    pyroute2's filter finds nothing in IPv6 (checked on 6.18), so IPv6 is dumped whole.
-    Every entry is checked here either way."""
-    from pyroute2 import AsyncConntrack  # noqa: PLC0415
-    from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple  # noqa: PLC0415
-
-    number = socket.AF_INET if family is Family.IPV4 else socket.AF_INET6
+def _delete_entries(addresses: list[str], ifindex: int | None, *, filtered: bool) -> int:
+    """Delete the live entries answered to `addresses` whose packets no longer leave by
+    interface `ifindex`; how many went (blocking: run in a thread)."""
     wanted = {ipaddress.ip_address(a) for a in addresses}
-    ct = AsyncConntrack(nfgen_family=number)
-    try:
-        if family is Family.IPV4:
-            filters: list[dict[str, object]] = []
-            for address in addresses:
-                filters.append({"tuple_reply": NFCTAttrTuple(family=number, daddr=address)})
-        else:
-            filters = [{}]
-        doomed: dict[tuple[object, ...], tuple[Any, Way]] = {}
-        for kernel_filter in filters:
-            seen = 0
-            async for entry in await ct.dump_entries(**kernel_filter):
-                seen += 1
-                if seen > MAX_ENTRIES:
-                    break
-                orig, reply = entry.tuple_orig, entry.tuple_reply
-                if _address(reply.daddr) in wanted:
-                    key = (orig.saddr, orig.daddr, orig.proto, orig.sport, orig.dport, orig.icmp_id)
-                    # The box's own flow leaves from its address; a NATed one is routed
-                    # by its destination (the source is a LAN host's).
-                    sent_from_it = _address(orig.saddr) in wanted
-                    way = (str(orig.daddr), str(orig.saddr) if sent_from_it else None, None)
-                    doomed.setdefault(key, (orig, way))
-        found = list(doomed.values())
-        broken = await asyncio.to_thread(_broken, ifindex, [way for _, way in found])
-        deleted = 0
-        for orig in (o for (o, _), ended in zip(found, broken, strict=True) if ended):
-            try:
-                if await ct.delete(orig) is not None:
-                    deleted += 1
-            except (OSError, NetlinkError) as error:  # gone meanwhile (ENOENT): not counted
-                log.debug("conntrack: %s not deleted: %s", orig, error)
-        return deleted
-    finally:
-        ct.close()
+    with Ctnetlink() as ct:
+        found: dict[tuple[int | None, bytes], Entry] = {}
+        for address in addresses:
+            for entry in ct.answered_to(address, MAX_ENTRIES, filtered=filtered):
+                if not entry.finished:
+                    found.setdefault((entry.id, entry.reply), entry)
+        live = list(found.values())
+        # The box's own flow leaves from its address; a NATed one is routed by its
+        # destination alone (its source is a LAN host's).
+        ways: list[Way] = [
+            (e.dst, e.src if ipaddress.ip_address(e.src) in wanted else None, None) for e in live
+        ]
+        broken = _broken(ifindex, ways)
+        return ct.delete([e for e, ended in zip(live, broken, strict=True) if ended])
 
 
-def _address(text: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(str(text))
-    except ValueError:
-        return None
+def _conntrack_filters() -> bool:
+    """Whether ctnetlink answers, and filters dumps by address (raises when it is not
+    there at all)."""
+    with Ctnetlink() as ct:
+        try:
+            ct.answered_to("0.0.0.0", 1)
+        except CtnetlinkError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            ct.every(socket.AF_INET, 1)
+            return False
+    return True
 
 
 def _broken(ifindex: int | None, ways: list[Way]) -> list[bool]:

@@ -256,12 +256,14 @@ def test_flows_that_keep_their_uplink_are_untouched_by_a_failover_and_a_failback
 def test_the_box_connection_fails_at_once_and_reconnects_over_the_new_uplink(
     make_world: Callable[..., World],
 ) -> None:
-    world = make_world(metrics=f"127.0.0.1:{METRICS_PORT}")
+    world = make_world("snat", metrics=f"127.0.0.1:{METRICS_PORT}")
     wan1, wan2 = world.address("wan1"), world.address("wan2")
     server = world.traffic.server()
     box = world.traffic.tcp_client("box", "box")
+    tunnel = world.traffic.udp_tunnel("tunnel")  # for the conntrack counters
     listener = world.traffic.listener(wan1)
     reaches(server, box, wan1)
+    reaches(server, tunnel, wan1)
     assert box.events("connected")[0]["local"] == wan1
 
     mark = world.pingu.mark()
@@ -280,15 +282,16 @@ def test_the_box_connection_fails_at_once_and_reconnects_over_the_new_uplink(
     assert answer.strip() == "hello 1"
     listener.wait("accept", lambda e: e["src"] == world.lan.client_address)
 
+    reaches(server, tunnel, wan2, after=over.before)
     mark = world.pingu.mark()
     back = world.fail_back()
     reconnected(box, server, wan1, after=back.before)
     assert destroyed(world.ended("wan2", after=mark)) == 1
 
-    uplinks = by_name(status_document(world.pingu))
-    assert uplinks["wan1"]["counters"]["sockets_destroyed"] == 1
-    assert uplinks["wan2"]["counters"]["sockets_destroyed"] == 1
-    assert uplinks["wan1"]["counters"]["conntrack_deleted"] >= 1  # the connection's own
+    counters = {name: u["counters"] for name, u in by_name(status_document(world.pingu)).items()}
+    assert counters["wan1"]["sockets_destroyed"] == counters["wan2"]["sockets_destroyed"] == 1
+    assert counters["wan1"]["conntrack_deleted"] >= 1  # the tunnel's, NATed to wan1
+    assert counters["wan2"]["conntrack_deleted"] >= 1  # and then to wan2
     metrics = scrape(world.lab)
     assert sample(metrics, "pingu_uplink_sockets_destroyed_total", "wan1") == 1
     assert sample(metrics, "pingu_uplink_conntrack_deleted_total", "wan1") >= 1
@@ -321,7 +324,8 @@ def test_ipv6_the_box_connection_and_a_nat66_flow_follow_a_failover(
     reaches(server, tunnel, wan2, after=over.before)
     ended = world.ended("wan1", after=mark)
     assert destroyed(ended) == 1, ended[0]
-    assert deleted(ended) >= 1, ended[0]
+    if nat == "snat":  # masquerade: the kernel may have dropped the tunnel's entry first
+        assert deleted(ended) >= 1, ended[0]
 
 
 # --------------------------------------------------------------------- settings
