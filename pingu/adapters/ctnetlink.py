@@ -177,6 +177,39 @@ def _tcp_state(data: bytes) -> int | None:
     return None
 
 
+def finished(payload: bytes, start: int = 0, end: int | None = None) -> bool:
+    """Whether a dump's message (``payload[start:end]``, after its nlmsghdr) is of a
+    finished TCP connection, read in place without parsing the rest: most entries of a
+    busy NAT box are, and they are skipped at this cost only."""
+    end = len(payload) if end is None else end
+    offset = start + _NFGEN.size
+    unpack = _NLA.unpack_from
+    while offset + 4 <= end:
+        length, kind = unpack(payload, offset)
+        if length < 4:
+            return False
+        if kind & 0x3FFF == CTA_PROTOINFO:
+            inner, stop = offset + 4, offset + length
+            while inner + 4 <= stop:  # CTA_PROTOINFO_TCP, then its CTA_PROTOINFO_TCP_STATE
+                size, what = unpack(payload, inner)
+                if size < 4:
+                    return False
+                if what & 0x3FFF == CTA_PROTOINFO_TCP:
+                    state_at, tcp_end = inner + 4, inner + size
+                    while state_at + 4 <= tcp_end:
+                        field_size, field = unpack(payload, state_at)
+                        if field & 0x3FFF == CTA_PROTOINFO_TCP_STATE and field_size > 4:
+                            return payload[state_at + 4] in FINISHED
+                        if field_size < 4:
+                            return False
+                        state_at += (field_size + 3) & ~3
+                    return False
+                inner += (size + 3) & ~3
+            return False
+        offset += (length + 3) & ~3
+    return False
+
+
 def parse_entry(payload: bytes) -> Entry | None:
     """An entry from a dump's message (after its nlmsghdr), None if it lacks a tuple."""
     if len(payload) < _NFGEN.size:
@@ -232,41 +265,83 @@ class Ctnetlink:
         self._seq += 1
         return self._seq
 
-    def answered_to(self, address: str, limit: int, *, filtered: bool = True) -> list[Entry]:
-        """The entries whose answers go to `address` (at most `limit` of them). IPv4 ones
-        are filtered by the kernel (unless `filtered` is False); IPv6 ones are read whole
-        and filtered here: the kernel's IPv6 address filter answers the opposite of what
-        it is asked (the entries whose address differs; seen on Linux 6.18, its
-        comparison is inverted), and its answer cannot be trusted."""
+    def answered_to(
+        self, address: str, limit: int, *, filtered: bool = True, live_only: bool = True
+    ) -> list[Entry]:
+        """The entries whose answers go to `address` (at most `limit` of them; `live_only`:
+        not those of finished TCP connections); see `batches_answered_to`."""
+        found: list[Entry] = []
+        for batch in self.batches_answered_to(address, filtered=filtered, live_only=live_only):
+            found += batch[: limit - len(found)]
+            if len(found) >= limit:
+                self.close_dump()
+                break
+        return found
+
+    def batches_answered_to(
+        self, address: str, *, filtered: bool = True, live_only: bool = True
+    ) -> Iterator[list[Entry]]:
+        """The entries whose answers go to `address`, as the kernel sends them, a datagram
+        at a time: each batch can be acted upon while the dump goes on (on another
+        socket). IPv4 dumps are filtered by the kernel (unless `filtered` is False); IPv6
+        ones are read whole and filtered here: the kernel's IPv6 address filter answers
+        the opposite of what it is asked (the entries whose address differs: its
+        comparison is inverted, seen on Linux 6.18), so its answer cannot be used."""
         ip = ipaddress.ip_address(address)
         if filtered and ip.version == 4:
-            found = self._dump(dump_request(address, self._next()), limit)
+            request = dump_request(address, self._next())
         else:
-            found = self.every(socket.AF_INET if ip.version == 4 else socket.AF_INET6, limit)
-        return [e for e in found if ipaddress.ip_address(e.reply_dst) == ip]
+            family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+            request = dump_request(None, self._next(), family)
+        for batch in self._batches(request, live_only):
+            yield [e for e in batch if ipaddress.ip_address(e.reply_dst) == ip]
 
-    def every(self, family: int, limit: int) -> list[Entry]:
-        """Every entry of `family` (at most `limit`)."""
-        return self._dump(dump_request(None, self._next(), family), limit)
+    def every(self, family: int, limit: int, *, live_only: bool = False) -> list[Entry]:
+        """Every entry of `family` (at most `limit`; `live_only`: see `answered_to`)."""
+        found: list[Entry] = []
+        for batch in self._batches(dump_request(None, self._next(), family), live_only):
+            found += batch[: limit - len(found)]
+            if len(found) >= limit:
+                self.close_dump()
+                break
+        return found
 
-    def _dump(self, request: bytes, limit: int) -> list[Entry]:
+    def close_dump(self) -> None:
+        """Give up a dump half read: this socket is of no further use (the rest of the
+        dump would come on it), so it is closed."""
+        self._sock.close()
+
+    def _batches(self, request: bytes, live_only: bool) -> Iterator[list[Entry]]:
         _, _, _, seq, _ = _HEADER.unpack_from(request)
         self._sock.send(request)
-        found: list[Entry] = []
+        unpack = _HEADER.unpack_from
         while True:
-            for kind, got, payload in messages(self._sock.recv(RECEIVE_SIZE)):
+            data = self._sock.recv(RECEIVE_SIZE)
+            found: list[Entry] = []
+            offset = 0
+            while offset + _HEADER.size <= len(data):  # messages(), inlined: the hot loop
+                length, kind, _, got, _ = unpack(data, offset)
+                if length < _HEADER.size or offset + length > len(data):
+                    break
+                start, end = offset + _HEADER.size, offset + length
+                offset += (length + 3) & ~3
                 if got != seq:
                     continue
                 if kind == NLMSG_DONE:
-                    return found
+                    yield found
+                    return
                 if kind == NLMSG_ERROR:
-                    (code,) = struct.unpack_from("=i", payload)
+                    (code,) = struct.unpack_from("=i", data, start)
                     if code:
                         raise CtnetlinkError("conntrack dump", -code)
-                    return found
-                entry = parse_entry(payload)
-                if entry is not None and len(found) < limit:
+                    yield found
+                    return
+                if live_only and finished(data, start, end):
+                    continue
+                entry = parse_entry(data[start:end])
+                if entry is not None:
                     found.append(entry)
+            yield found
 
     def delete(self, entries: list[Entry]) -> int:
         """Delete `entries`, in batches; how many the kernel deleted (one gone meanwhile,

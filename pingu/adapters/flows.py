@@ -35,7 +35,7 @@ import logging
 import socket
 from dataclasses import dataclass
 
-from pingu.adapters.ctnetlink import Ctnetlink, CtnetlinkError, Entry
+from pingu.adapters.ctnetlink import Ctnetlink, CtnetlinkError
 from pingu.adapters.route_lookup import RouteLookup
 from pingu.adapters.sock_diag import Connection, SockDiag, SockDiagError
 from pingu.domain.commands import EndFlows
@@ -146,22 +146,27 @@ def _of_family(addresses: tuple[str, ...], family: Family) -> list[str]:
 
 def _delete_entries(addresses: list[str], ifindex: int | None, *, filtered: bool) -> int:
     """Delete the live entries answered to `addresses` whose packets no longer leave by
-    interface `ifindex`; how many went (blocking: run in a thread)."""
+    interface `ifindex`; how many went (blocking: run in a thread). Each datagram of the
+    dump is acted upon as it comes, the deletions on a second socket, so that the flows
+    found first go at once, whatever the size of the table."""
     wanted = {ipaddress.ip_address(a) for a in addresses}
-    with Ctnetlink() as ct:
-        found: dict[tuple[int | None, bytes], Entry] = {}
+    seen: set[tuple[int | None, bytes]] = set()
+    deleted = 0
+    with Ctnetlink() as dump, Ctnetlink() as deleter, _Ways(ifindex) as ways:
         for address in addresses:
-            for entry in ct.answered_to(address, MAX_ENTRIES, filtered=filtered):
-                if not entry.finished:
-                    found.setdefault((entry.id, entry.reply), entry)
-        live = list(found.values())
-        # The box's own flow leaves from its address; a NATed one is routed by its
-        # destination alone (its source is a LAN host's).
-        ways: list[Way] = [
-            (e.dst, e.src if ipaddress.ip_address(e.src) in wanted else None, None) for e in live
-        ]
-        broken = _broken(ifindex, ways)
-        return ct.delete([e for e, ended in zip(live, broken, strict=True) if ended])
+            for batch in dump.batches_answered_to(address, filtered=filtered):
+                fresh = [e for e in batch if (e.id, e.reply) not in seen]
+                seen.update((e.id, e.reply) for e in fresh)
+                # The box's own flow leaves from its address; a NATed one is routed by
+                # its destination alone (its source is a LAN host's).
+                broken = [
+                    e for e in fresh
+                    if ways.broken(e.dst, e.src if ipaddress.ip_address(e.src) in wanted else None)
+                ]  # fmt: skip
+                deleted += deleter.delete(broken)
+                if len(seen) >= MAX_ENTRIES:
+                    return deleted
+    return deleted
 
 
 def _conntrack_filters() -> bool:
@@ -178,23 +183,49 @@ def _conntrack_filters() -> bool:
     return True
 
 
+class _Ways:
+    """Whether a way out (destination, source, bound interface) no longer leaves by
+    `ifindex`, the uplink traffic left: a flow the route change broke. An uplink whose
+    interface is gone broke all of them; so does a lookup that fails (no way to tell)."""
+
+    def __init__(self, ifindex: int | None) -> None:
+        self.ifindex = ifindex
+        self.kept = 0
+        self._lookup: RouteLookup | None = None
+        if ifindex is not None:
+            try:
+                self._lookup = RouteLookup()
+            except OSError as error:
+                log.debug("no route lookups (%s): every flow of the uplink is ended", error)
+
+    def __enter__(self) -> _Ways:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._lookup is not None:
+            self._lookup.close()
+        if self.kept:
+            log.debug("%d flow(s) left alone: still routed through interface %s", self.kept,
+                      self.ifindex)  # fmt: skip
+
+    def broken(self, dst: str, src: str | None, oif: int | None = None) -> bool:
+        if self._lookup is None:
+            return True
+        try:
+            leaves = self._lookup.leaves_by(dst, src, oif)
+        except OSError as error:
+            log.debug("route lookup of %s failed (%s): ended", dst, error)
+            return True
+        if leaves == self.ifindex:
+            self.kept += 1
+            return False
+        return True
+
+
 def _broken(ifindex: int | None, ways: list[Way]) -> list[bool]:
-    """For each way out (destination, source, bound interface), whether it no longer
-    leaves by `ifindex`, the uplink traffic left: the flows the route change broke. An
-    uplink whose interface is gone broke all of them."""
-    if ifindex is None or not ways:
-        return [True] * len(ways)
-    try:
-        with RouteLookup() as lookup:
-            broken = [lookup.leaves_by(dst, src, oif) != ifindex for dst, src, oif in ways]
-    except OSError as error:  # no way to tell: end them all, as if every one had moved
-        log.debug("route lookups failed (%s): every flow of the uplink is ended", error)
-        return [True] * len(ways)
-    if not all(broken):
-        log.debug(
-            "%d flow(s) left alone: still routed through interface %d", broken.count(False), ifindex
-        )
-    return broken
+    """For each way out, whether the route change broke it (see `_Ways`)."""
+    with _Ways(ifindex) as check:
+        return [check.broken(*way) for way in ways]
 
 
 def _destroy_connections(addresses: list[str], ifindex: int | None) -> int:
