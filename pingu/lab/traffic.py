@@ -517,6 +517,10 @@ class Traffic:
             _process.stop_processes([t.process for t in self.tools])
             shutil.rmtree(self._workdir, ignore_errors=True)
 
+    def stop(self, *tools: Tool) -> None:
+        """Stop some tools before the others (their records stay readable)."""
+        _process.stop_processes([t.process for t in tools])
+
     @property
     def target(self) -> str:
         return self.lab.targets[0]
