@@ -12,6 +12,7 @@ figures are in the bench (``nox -s bench -- --only flows``)."""
 from __future__ import annotations
 
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -33,6 +34,7 @@ FAST = {"interval": 100, "timeout": 300, "count": 5, "max_lost": 2}
 TARGET, PINNED_TARGET = "203.0.113.10", "203.0.113.11"
 WAIT_S = 30.0  # two shared cores, other tests beside: generous, and every wait is bounded
 STUCK_S = 3.0  # how long a flow left alone is watched, to show it stays stuck
+QUIET_SLACK_S = 0.5
 ENDED = (
     r" {uplink}: traffic left it (?:for (?P<now>\S+)|and no route is left)(?P<quiet> after a "
     r"quiet period of [\d.]+ s)?: (?:(?P<conntrack>\d+) conntrack entr(?:y|ies) deleted)?"
@@ -278,7 +280,7 @@ def test_the_box_connection_fails_at_once_and_reconnects_over_the_new_uplink(
     # answers (the LAN reaches the box's address on wan1 whatever the default route).
     assert listener.alive()
     assert not listener.events("error")
-    answer = world.lan.run(["python3", "-c", ECHO_ONCE, wan1, str(LISTEN_PORT)])
+    answer = world.lan.run([sys.executable, "-c", ECHO_ONCE, wan1, str(LISTEN_PORT)])
     assert answer.strip() == "hello 1"
     listener.wait("accept", lambda e: e["src"] == world.lan.client_address)
 
@@ -405,7 +407,9 @@ def test_the_quiet_period_is_waited_for_before_flows_are_ended(
     error = reconnected(box, server, wan2, after=over.before)
     ended = world.ended("wan1", after=mark)
     assert ended["quiet"], ended[0]
-    # Lower bounds only: the route went after `over.before`, and nothing may be ended
-    # before the quiet period that follows it is over.
-    assert moved - over.before >= quiet, (moved, over)
-    assert error["t"] - over.before >= quiet, (error, over)
+    # Lower bounds only: nothing may be ended before the quiet period that follows the
+    # route change is over. The change fell between the test's last two looks at the
+    # table, and the daemon may have decided it a moment before the earlier one: the
+    # slack covers that moment, far below what a daemon ignoring the period would show.
+    assert moved - over.before >= quiet - QUIET_SLACK_S, (moved, over)
+    assert error["t"] - over.before >= quiet - QUIET_SLACK_S, (error, over)
