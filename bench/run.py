@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench import figures
+from bench import flows as traffic_flows
 from bench.report import machine, write_json, write_markdown
 from bench.results import Context, Result
 from pingu.lab import prefixes_used
@@ -39,6 +40,7 @@ FIGURES: dict[str, Callable[[Context], Result]] = {
     "failover-fast": figures.failover_fast,
     "scaling": figures.scaling,
     "traffic-flood": figures.traffic_and_flood,
+    "flows": traffic_flows.flows,  # issue 15: traffic after a switch (bench/flows.py)
 }
 ALL = ("soak", *FIGURES)  # the soak starts first and ends last
 

@@ -82,6 +82,13 @@ class Connection:
     remote_port: int
     sockid: bytes  # the identity SOCK_DESTROY takes, as the dump gave it
 
+    @property
+    def interface(self) -> int:
+        """The interface the socket is bound to (SO_BINDTODEVICE), 0 when none."""
+        if len(self.sockid) < SOCKID_SIZE:
+            return 0
+        return int(_SOCKID_TAIL.unpack_from(self.sockid, SOCKID.size)[0])
+
     def describe(self) -> str:
         return f"{self.local}:{self.local_port} -> {self.remote}:{self.remote_port}"
 

@@ -507,8 +507,16 @@ def configure_logging(verbose: bool) -> None:
     under_journald = "JOURNAL_STREAM" in os.environ
     fmt = "%(levelname)s %(message)s" if under_journald else "%(asctime)s %(levelname)s %(message)s"
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=fmt)
-    # -v is for pingu's own detail (every echo, every event), not pyroute2's internals.
-    logging.getLogger("pyroute2").setLevel(logging.WARNING)
+    # -v is for pingu's own detail (every echo, every event), not pyroute2's internals
+    # (a line per netlink message). A filter on our handlers, not a level on pyroute2's
+    # logger: pyroute2 sets that level to 0 when it is first imported, after this.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_quiet_libraries)
+
+
+def _quiet_libraries(record: logging.LogRecord) -> bool:
+    """Only warnings and worse of pyroute2."""
+    return record.levelno >= logging.WARNING or not record.name.startswith("pyroute2")
 
 
 def run_daemon(config_path: str, verbose: bool = False) -> int:

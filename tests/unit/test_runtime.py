@@ -327,6 +327,28 @@ def test_log_lines_carry_a_timestamp_only_without_journald(
     assert (line != "WARNING wan1 up -> down") is stamped
 
 
+def test_verbose_logs_show_pingu_detail_but_not_pyroute2_internals(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    root.handlers = []
+    library = logging.getLogger("pyroute2")
+    try:
+        configure_logging(verbose=True)
+        library.setLevel(logging.NOTSET)  # what importing pyroute2 does, after us
+        logging.getLogger("pyroute2.netlink.core").debug("message %s", "{...}")
+        logging.getLogger("pyroute2.netlink.core").warning("a warning of pyroute2")
+        logging.getLogger("pingu").debug("wan1: echo 1 to 203.0.113.10: reply in 0.4 ms")
+    finally:
+        root.handlers, root.level = saved, level
+        library.setLevel(logging.NOTSET)
+    output = capsys.readouterr().err
+    assert "echo 1 to 203.0.113.10" in output
+    assert "a warning of pyroute2" in output
+    assert "message {...}" not in output
+
+
 def test_sigusr1_logs_every_uplink(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="pingu")
 
