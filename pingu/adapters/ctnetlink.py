@@ -29,19 +29,33 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import os
 import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pingu.adapters.sock_diag import messages
+from pingu.adapters.rawnetlink import (
+    ATTRIBUTE,
+    HEADER,
+    NLA_F_NESTED,
+    NLA_TYPE_MASK,
+    NLM_F_ACK,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    NetlinkError,
+    RawNetlink,
+    attribute,
+    error_code,
+    message,
+    messages,
+    sequence_of,
+)
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_CTNETLINK = 1
 IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_DELETE = 1, 2
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
-NLMSG_ERROR, NLMSG_DONE = 2, 3
 CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_PROTOINFO, CTA_ID, CTA_ZONE, CTA_FILTER = 1, 2, 4, 12, 18, 25
 CTA_TUPLE_IP, CTA_TUPLE_PROTO = 1, 2
 CTA_IP_V4_SRC, CTA_IP_V4_DST, CTA_IP_V6_SRC, CTA_IP_V6_DST = 1, 2, 3, 4
@@ -49,26 +63,19 @@ CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_PROTO_DST_PORT = 1, 2, 3
 CTA_PROTOINFO_TCP, CTA_PROTOINFO_TCP_STATE = 1, 1
 CTA_FILTER_REPLY_FLAGS = 2
 CTA_FILTER_FLAG_IP_DST = 1 << 1
-NLA_F_NESTED = 0x8000
 TCP_CONNTRACK_TIME_WAIT, TCP_CONNTRACK_CLOSE = 7, 8
 FINISHED = frozenset({TCP_CONNTRACK_TIME_WAIT, TCP_CONNTRACK_CLOSE})
 TIMEOUT_S = 5.0
 RECEIVE_SIZE = 1 << 20
 SEND_SIZE = 32 * 1024  # deletions per datagram: as many as fit
 
-_HEADER = struct.Struct("=IHHII")  # nlmsghdr
 _NFGEN = struct.Struct("=BBH")  # nfgenmsg: family, version, res_id (network order)
-_NLA = struct.Struct("=HH")
 _BE16 = struct.Struct(">H")
 _BE32 = struct.Struct(">I")
 
 
-class CtnetlinkError(Exception):
-    """The kernel refused a request (the message says which errno)."""
-
-    def __init__(self, what: str, code: int) -> None:
-        super().__init__(f"{what}: {os.strerror(code)}")
-        self.errno = code
+class CtnetlinkError(NetlinkError):
+    """The kernel refused a conntrack request (the message says which errno)."""
 
 
 @dataclass(frozen=True)
@@ -93,20 +100,15 @@ class Entry:
         return self.proto == socket.IPPROTO_TCP and self.tcp_state in FINISHED
 
 
-def _nla(kind: int, payload: bytes) -> bytes:
-    length = _NLA.size + len(payload)
-    return _NLA.pack(length, kind) + payload + b"\0" * (-length % 4)
-
-
 def _attributes(data: bytes, offset: int = 0) -> Iterator[tuple[int, bytes, bytes]]:
     """(type, payload, the whole attribute) of each netlink attribute in `data`."""
-    while offset + _NLA.size <= len(data):
-        length, kind = _NLA.unpack_from(data, offset)
-        if length < _NLA.size or offset + length > len(data):
+    while offset + ATTRIBUTE.size <= len(data):
+        length, kind = ATTRIBUTE.unpack_from(data, offset)
+        if length < ATTRIBUTE.size or offset + length > len(data):
             return
         yield (
-            kind & 0x3FFF,
-            data[offset + _NLA.size : offset + length],
+            kind & NLA_TYPE_MASK,
+            data[offset + ATTRIBUTE.size : offset + length],
             data[offset : offset + length],
         )
         offset += (length + 3) & ~3
@@ -115,7 +117,7 @@ def _attributes(data: bytes, offset: int = 0) -> Iterator[tuple[int, bytes, byte
 def _message(kind: int, flags: int, seq: int, family: int, body: bytes) -> bytes:
     payload = _NFGEN.pack(family, 0, 0) + body
     msg_type = (NFNL_SUBSYS_CTNETLINK << 8) | kind
-    return _HEADER.pack(_HEADER.size + len(payload), msg_type, flags, seq, 0) + payload
+    return message(msg_type, flags, seq, payload)
 
 
 def dump_request(address: str | None, seq: int, family: int | None = None) -> bytes:
@@ -128,12 +130,11 @@ def dump_request(address: str | None, seq: int, family: int | None = None) -> by
     ip = ipaddress.ip_address(address)
     family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
     kind = CTA_IP_V4_DST if ip.version == 4 else CTA_IP_V6_DST
-    reply = _nla(
-        CTA_TUPLE_REPLY | NLA_F_NESTED, _nla(CTA_TUPLE_IP | NLA_F_NESTED, _nla(kind, ip.packed))
-    )
-    flags = _nla(
+    ip_part = attribute(CTA_TUPLE_IP | NLA_F_NESTED, attribute(kind, ip.packed))
+    reply = attribute(CTA_TUPLE_REPLY | NLA_F_NESTED, ip_part)
+    flags = attribute(
         CTA_FILTER | NLA_F_NESTED,
-        _nla(CTA_FILTER_REPLY_FLAGS, struct.pack("=I", CTA_FILTER_FLAG_IP_DST)),
+        attribute(CTA_FILTER_REPLY_FLAGS, struct.pack("=I", CTA_FILTER_FLAG_IP_DST)),
     )
     return _message(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, family, reply + flags)
 
@@ -142,7 +143,7 @@ def delete_request(entry: Entry, seq: int) -> bytes:
     """The deletion of `entry`, by its reply tuple and its id."""
     body = entry.reply + entry.zone
     if entry.id is not None:
-        body += _nla(CTA_ID, _BE32.pack(entry.id))
+        body += attribute(CTA_ID, _BE32.pack(entry.id))
     return _message(IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, entry.family, body)
 
 
@@ -183,22 +184,22 @@ def finished(payload: bytes, start: int = 0, end: int | None = None) -> bool:
     busy NAT box are, and they are skipped at this cost only."""
     end = len(payload) if end is None else end
     offset = start + _NFGEN.size
-    unpack = _NLA.unpack_from
+    unpack = ATTRIBUTE.unpack_from
     while offset + 4 <= end:
         length, kind = unpack(payload, offset)
         if length < 4:
             return False
-        if kind & 0x3FFF == CTA_PROTOINFO:
+        if kind & NLA_TYPE_MASK == CTA_PROTOINFO:
             inner, stop = offset + 4, offset + length
             while inner + 4 <= stop:  # CTA_PROTOINFO_TCP, then its CTA_PROTOINFO_TCP_STATE
                 size, what = unpack(payload, inner)
                 if size < 4:
                     return False
-                if what & 0x3FFF == CTA_PROTOINFO_TCP:
+                if what & NLA_TYPE_MASK == CTA_PROTOINFO_TCP:
                     state_at, tcp_end = inner + 4, inner + size
                     while state_at + 4 <= tcp_end:
                         field_size, field = unpack(payload, state_at)
-                        if field & 0x3FFF == CTA_PROTOINFO_TCP_STATE and field_size > 4:
+                        if field & NLA_TYPE_MASK == CTA_PROTOINFO_TCP_STATE and field_size > 4:
                             return payload[state_at + 4] in FINISHED
                         if field_size < 4:
                             return False
@@ -238,32 +239,11 @@ def parse_entry(payload: bytes) -> Entry | None:
     return Entry(family, proto, src, dst, sport, dport, reply_dst, state, ident, reply_raw, zone)
 
 
-class Ctnetlink:
+class Ctnetlink(RawNetlink):
     """One NETLINK_NETFILTER socket; blocking calls, each bounded by TIMEOUT_S."""
 
     def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        try:
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_SIZE)
-            self._sock.settimeout(TIMEOUT_S)
-            self._sock.bind((0, 0))
-        except OSError:
-            self._sock.close()
-            raise
-        self._seq = 0
-
-    def close(self) -> None:
-        self._sock.close()
-
-    def __enter__(self) -> Ctnetlink:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def _next(self) -> int:
-        self._seq += 1
-        return self._seq
+        super().__init__(NETLINK_NETFILTER, TIMEOUT_S, receive_buffer=RECEIVE_SIZE)
 
     def answered_to(
         self, address: str, limit: int, *, filtered: bool = True, live_only: bool = True
@@ -312,18 +292,18 @@ class Ctnetlink:
         self._sock.close()
 
     def _batches(self, request: bytes, live_only: bool) -> Iterator[list[Entry]]:
-        _, _, _, seq, _ = _HEADER.unpack_from(request)
+        seq = sequence_of(request)
         self._sock.send(request)
-        unpack = _HEADER.unpack_from
+        unpack = HEADER.unpack_from
         while True:
             data = self._sock.recv(RECEIVE_SIZE)
             found: list[Entry] = []
             offset = 0
-            while offset + _HEADER.size <= len(data):  # messages(), inlined: the hot loop
+            while offset + HEADER.size <= len(data):  # messages(), inlined: the hot loop
                 length, kind, _, got, _ = unpack(data, offset)
-                if length < _HEADER.size or offset + length > len(data):
+                if length < HEADER.size or offset + length > len(data):
                     break
-                start, end = offset + _HEADER.size, offset + length
+                start, end = offset + HEADER.size, offset + length
                 offset += (length + 3) & ~3
                 if got != seq:
                     continue
@@ -331,9 +311,9 @@ class Ctnetlink:
                     yield found
                     return
                 if kind == NLMSG_ERROR:
-                    (code,) = struct.unpack_from("=i", data, start)
+                    code = error_code(data, start)
                     if code:
-                        raise CtnetlinkError("conntrack dump", -code)
+                        raise CtnetlinkError("conntrack dump", code)
                     yield found
                     return
                 if live_only and finished(data, start, end):
@@ -361,7 +341,7 @@ class Ctnetlink:
         return deleted
 
     def _send_batch(self, batch: list[bytes]) -> int:
-        waiting = {_HEADER.unpack_from(request)[3] for request in batch}
+        waiting = {sequence_of(request) for request in batch}
         self._sock.send(b"".join(batch))
         deleted = 0
         while waiting:
@@ -369,9 +349,9 @@ class Ctnetlink:
                 if got not in waiting or kind != NLMSG_ERROR:
                     continue
                 waiting.discard(got)
-                (code,) = struct.unpack_from("=i", payload)
+                code = error_code(payload)
                 if code == 0:
                     deleted += 1
-                elif -code != errno.ENOENT:
-                    raise CtnetlinkError("conntrack delete", -code)
+                elif code != errno.ENOENT:
+                    raise CtnetlinkError("conntrack delete", code)
         return deleted

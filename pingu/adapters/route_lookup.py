@@ -18,22 +18,28 @@ import ipaddress
 import socket
 import struct
 
-from pingu.adapters.sock_diag import messages
+from pingu.adapters.rawnetlink import (
+    ATTRIBUTE,
+    NLA_TYPE_MASK,
+    NLM_F_REQUEST,
+    NLMSG_ERROR,
+    RawNetlink,
+    attribute,
+    error_code,
+    message,
+    messages,
+)
 
 NETLINK_ROUTE = 0
 RTM_NEWROUTE = 24
 RTM_GETROUTE = 26
-NLM_F_REQUEST = 0x1
-NLMSG_ERROR = 2
 RTA_DST, RTA_SRC, RTA_OIF = 1, 2, 4
 TIMEOUT_S = 2.0
 RECEIVE_SIZE = 16 * 1024
 
-_HEADER = struct.Struct("=IHHII")  # nlmsghdr
 _RTMSG = struct.Struct(
     "=BBBBBBBBI"
 )  # family, dst_len, src_len, tos, table, proto, scope, type, flags
-_RTA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -47,56 +53,39 @@ def plain(address: str) -> Address:
     return ip
 
 
-def _attribute(kind: int, payload: bytes) -> bytes:
-    length = _RTA.size + len(payload)
-    return _RTA.pack(length, kind) + payload + b"\0" * (-length % 4)
-
-
 def lookup_request(dst: Address, src: Address | None, oif: int | None, seq: int) -> bytes:
     """RTM_GETROUTE for a packet to ``dst`` (from ``src``, out of ``oif`` when given)."""
     family = socket.AF_INET if dst.version == 4 else socket.AF_INET6
     bits = 32 if dst.version == 4 else 128
     body = _RTMSG.pack(family, bits, bits if src is not None else 0, 0, 0, 0, 0, 0, 0)
-    body += _attribute(RTA_DST, dst.packed)
+    body += attribute(RTA_DST, dst.packed)
     if src is not None:
-        body += _attribute(RTA_SRC, src.packed)
+        body += attribute(RTA_SRC, src.packed)
     if oif:
-        body += _attribute(RTA_OIF, _U32.pack(oif))
-    return _HEADER.pack(_HEADER.size + len(body), RTM_GETROUTE, NLM_F_REQUEST, seq, 0) + body
+        body += attribute(RTA_OIF, _U32.pack(oif))
+    return message(RTM_GETROUTE, NLM_F_REQUEST, seq, body)
 
 
 def output_interface(payload: bytes) -> int | None:
     """The RTA_OIF of an RTM_NEWROUTE answer, None if it has none."""
     offset = _RTMSG.size
-    while offset + _RTA.size <= len(payload):
-        length, kind = _RTA.unpack_from(payload, offset)
-        if length < _RTA.size:
+    while offset + ATTRIBUTE.size <= len(payload):
+        length, kind = ATTRIBUTE.unpack_from(payload, offset)
+        if length < ATTRIBUTE.size:
             return None
-        if kind & 0x3FFF == RTA_OIF and length >= _RTA.size + _U32.size:
-            return int(_U32.unpack_from(payload, offset + _RTA.size)[0])
+        if kind & NLA_TYPE_MASK == RTA_OIF and length >= ATTRIBUTE.size + _U32.size:
+            return int(_U32.unpack_from(payload, offset + ATTRIBUTE.size)[0])
         offset += (length + 3) & ~3
     return None
 
 
-class RouteLookup:
+class RouteLookup(RawNetlink):
     """One rtnetlink socket for lookups; the answers of one pass are kept (the table moves
     on while a pass runs, but what it was at the pass's start is what matters)."""
 
     def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-        self._sock.settimeout(TIMEOUT_S)
-        self._sock.bind((0, 0))
-        self._seq = 0
+        super().__init__(NETLINK_ROUTE, TIMEOUT_S)
         self._known: dict[tuple[Address, Address | None, int | None], int | None] = {}
-
-    def close(self) -> None:
-        self._sock.close()
-
-    def __enter__(self) -> RouteLookup:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
     def leaves_by(self, dst: str, src: str | None = None, oif: int | None = None) -> int | None:
         """The interface a packet to ``dst`` (from ``src``; bound to ``oif``) leaves by
@@ -110,8 +99,7 @@ class RouteLookup:
         return self._known[key]
 
     def _ask(self, dst: Address, src: Address | None, oif: int | None) -> int | None:
-        self._seq += 1
-        seq = self._seq
+        seq = self._next()
         self._sock.send(lookup_request(dst, src, oif, seq))
         while True:
             for kind, got, payload in messages(self._sock.recv(RECEIVE_SIZE)):
@@ -120,8 +108,7 @@ class RouteLookup:
                 if kind == RTM_NEWROUTE:
                     return output_interface(payload)
                 if kind == NLMSG_ERROR:
-                    (code,) = struct.unpack_from("=i", payload)
-                    if code == 0:
+                    if error_code(payload) == 0:
                         continue  # an acknowledgement; the answer comes apart
                     # ENETUNREACH, EHOSTUNREACH: no route; EINVAL: src is not ours
                     # (anymore); anything else: no way out that we can tell.

@@ -16,20 +16,27 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import os
 import socket
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
+
+from pingu.adapters.rawnetlink import (
+    NLM_F_ACK,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    NetlinkError,
+    RawNetlink,
+    attribute,
+    error_code,
+    message,
+    messages,
+)
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
 SOCK_DESTROY = 21
-NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
-NLM_F_DUMP = 0x300
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
 INET_DIAG_REQ_BYTECODE = 1
 INET_DIAG_BC_S_COND = 7
 
@@ -50,7 +57,6 @@ CONNECTED_STATES = sum(
     for s in (ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK, CLOSING)
 )
 
-_HEADER = struct.Struct("=IHHII")  # nlmsghdr
 _REQ = struct.Struct("=BBBxI")  # inet_diag_req_v2, before its sockid
 SOCKID = struct.Struct(">HH16s16s")  # sport, dport, src, dst (network order)
 _SOCKID_TAIL = struct.Struct("=I8s")  # interface, cookie (host order, kept as bytes)
@@ -62,12 +68,8 @@ RECEIVE_SIZE = 64 * 1024
 TIMEOUT_S = 2.0
 
 
-class SockDiagError(Exception):
-    """The kernel refused a request (the message says which errno)."""
-
-    def __init__(self, what: str, code: int) -> None:
-        super().__init__(f"{what}: {os.strerror(code)}")
-        self.errno = code
+class SockDiagError(NetlinkError):
+    """The kernel refused a sock_diag request (the message says which errno)."""
 
 
 @dataclass(frozen=True)
@@ -109,31 +111,18 @@ def source_filter(address: str) -> bytes:
     return _BC_OP.pack(INET_DIAG_BC_S_COND, length, length + 4) + cond
 
 
-def _attribute(kind: int, payload: bytes) -> bytes:
-    length = 4 + len(payload)
-    return struct.pack("=HH", length, kind) + payload + b"\0" * ((4 - length % 4) % 4)
-
-
 def dump_request(family: int, address: str, seq: int) -> bytes:
     """SOCK_DIAG_BY_FAMILY for the TCP connections of `family` from `address`."""
     body = _REQ.pack(family, socket.IPPROTO_TCP, 0, CONNECTED_STATES) + b"\0" * SOCKID_SIZE
-    body += _attribute(INET_DIAG_REQ_BYTECODE, source_filter(address))
-    return (
-        _HEADER.pack(
-            _HEADER.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0
-        )
-        + body
-    )
+    body += attribute(INET_DIAG_REQ_BYTECODE, source_filter(address))
+    return message(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, body)
 
 
 def destroy_request(connection: Connection, seq: int) -> bytes:
     """SOCK_DESTROY for one connection, by the identity its dump gave."""
     body = _REQ.pack(connection.family, socket.IPPROTO_TCP, 0, 1 << connection.state)
     body += connection.sockid
-    return (
-        _HEADER.pack(_HEADER.size + len(body), SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, seq, 0)
-        + body
-    )
+    return message(SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, seq, body)
 
 
 def _text(family: int, raw: bytes) -> str:
@@ -154,17 +143,6 @@ def parse_connection(payload: bytes) -> Connection | None:
     return Connection(family, state, _text(family, src), sport, _text(family, dst), dport, sockid)
 
 
-def messages(data: bytes) -> Iterator[tuple[int, int, bytes]]:
-    """(type, sequence, payload) of each netlink message in `data`."""
-    offset = 0
-    while offset + _HEADER.size <= len(data):
-        length, kind, _, seq, _ = _HEADER.unpack_from(data, offset)
-        if length < _HEADER.size or offset + length > len(data):
-            return
-        yield kind, seq, data[offset + _HEADER.size : offset + length]
-        offset += (length + 3) & ~3
-
-
 def local_matches(connection: Connection, address: str) -> bool:
     """The connection's local address is `address` (IPv4-mapped counts as IPv4)."""
     local = ipaddress.ip_address(connection.local)
@@ -173,27 +151,11 @@ def local_matches(connection: Connection, address: str) -> bool:
     return local == ipaddress.ip_address(address)
 
 
-class SockDiag:
+class SockDiag(RawNetlink):
     """One NETLINK_SOCK_DIAG socket; blocking calls, each bounded by TIMEOUT_S."""
 
     def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG)
-        self._sock.settimeout(TIMEOUT_S)
-        self._sock.bind((0, 0))
-        self._seq = 0
-
-    def close(self) -> None:
-        self._sock.close()
-
-    def __enter__(self) -> SockDiag:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def _next(self) -> int:
-        self._seq += 1
-        return self._seq
+        super().__init__(NETLINK_SOCK_DIAG, TIMEOUT_S)
 
     def connections(self, address: str) -> list[Connection]:
         """The TCP connections (both socket families, for IPv4-mapped ones) from `address`."""
@@ -215,9 +177,9 @@ class SockDiag:
                 if kind == NLMSG_DONE:
                     return found
                 if kind == NLMSG_ERROR:
-                    (code,) = struct.unpack_from("=i", payload)
+                    code = error_code(payload)
                     if code:
-                        raise SockDiagError("sock_diag dump", -code)
+                        raise SockDiagError("sock_diag dump", code)
                     return found
                 if kind == SOCK_DIAG_BY_FAMILY:
                     connection = parse_connection(payload)
@@ -232,12 +194,12 @@ class SockDiag:
             for kind, got, payload in messages(self._sock.recv(RECEIVE_SIZE)):
                 if got != seq or kind != NLMSG_ERROR:
                     continue
-                (code,) = struct.unpack_from("=i", payload)
+                code = error_code(payload)
                 if code == 0:
                     return True
-                if -code == errno.ENOENT:
+                if code == errno.ENOENT:
                     return False
-                raise SockDiagError(f"destroying {connection.describe()}", -code)
+                raise SockDiagError(f"destroying {connection.describe()}", code)
 
     def can_destroy(self) -> str | None:
         """None when the kernel destroys sockets (a destroy of no socket says ENOENT),

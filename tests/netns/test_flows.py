@@ -12,9 +12,10 @@ from collections.abc import Iterator
 import pytest
 
 from pingu.adapters import ctnetlink
+from pingu.adapters import rawnetlink as nl
 from pingu.adapters.ctnetlink import Ctnetlink, Entry
 from pingu.adapters.flows import KernelFlows
-from pingu.adapters.sock_diag import messages
+from pingu.adapters.rawnetlink import messages
 from pingu.domain.commands import EndFlows
 from pingu.domain.model import Family
 from pingu.lab import Lab
@@ -32,7 +33,7 @@ BATCH = 200
 
 
 def _tuple(src: str, dst: str, proto: int, sport: int, dport: int) -> bytes:
-    nla, nested = ctnetlink._nla, ctnetlink.NLA_F_NESTED
+    nla, nested = nl.attribute, nl.NLA_F_NESTED
     family = socket.AF_INET6 if ":" in src else socket.AF_INET
     v4 = family == socket.AF_INET
     ip = nla(
@@ -52,7 +53,7 @@ def create_request(
 ) -> bytes:
     """A new entry of a flow from src:sport to dst:4000, answered to ``answered_to`` (the
     address it was NATed to; default ``src``: not NATed), UDP, or TCP in state ``tcp``."""
-    nla, nested = ctnetlink._nla, ctnetlink.NLA_F_NESTED
+    nla, nested = nl.attribute, nl.NLA_F_NESTED
     proto = socket.IPPROTO_TCP if tcp else socket.IPPROTO_UDP
     body = nla(ctnetlink.CTA_TUPLE_ORIG | nested, _tuple(src, dst, proto, sport, 4000))
     reply = _tuple(dst, answered_to or src, proto, 4000, sport)
@@ -63,7 +64,7 @@ def create_request(
         info = nla(ctnetlink.CTA_PROTOINFO_TCP | nested, state)
         body += nla(ctnetlink.CTA_PROTOINFO | nested, info)
     family = socket.AF_INET6 if ":" in src else socket.AF_INET
-    flags = ctnetlink.NLM_F_REQUEST | ctnetlink.NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+    flags = nl.NLM_F_REQUEST | nl.NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
     return ctnetlink._message(IPCTNL_MSG_CT_NEW, flags, seq, family, body)
 
 
@@ -76,7 +77,7 @@ async def create(requests: list[bytes]) -> None:
             ct._sock.send(b"".join(batch))
             while waiting:
                 for kind, seq, payload in messages(ct._sock.recv(1 << 20)):
-                    if kind == ctnetlink.NLMSG_ERROR and seq in waiting:
+                    if kind == nl.NLMSG_ERROR and seq in waiting:
                         waiting.discard(seq)
                         (code,) = struct.unpack_from("=i", payload)
                         assert code == 0, f"creating an entry: errno {-code}"

@@ -9,9 +9,11 @@ import struct
 import pytest
 
 from pingu.adapters import ctnetlink as ct
+from pingu.adapters import rawnetlink as nl
 from pingu.adapters.ctnetlink import Entry, delete_request, dump_request, parse_entry
+from pingu.adapters.rawnetlink import attribute as nla
 
-NESTED = ct.NLA_F_NESTED
+NESTED = nl.NLA_F_NESTED
 
 
 def attributes(data: bytes) -> list[tuple[int, bytes]]:
@@ -45,22 +47,20 @@ def test_an_unfiltered_dump_names_only_its_family() -> None:
 
 def entry_message(*, state: int | None, proto: int = socket.IPPROTO_TCP) -> bytes:
     def ip_tuple(src: str, dst: str, sport: int, dport: int) -> bytes:
-        ips = ct._nla(ct.CTA_IP_V4_SRC, socket.inet_aton(src))
-        ips += ct._nla(ct.CTA_IP_V4_DST, socket.inet_aton(dst))
-        ports = ct._nla(ct.CTA_PROTO_NUM, bytes([proto]))
-        ports += ct._nla(ct.CTA_PROTO_SRC_PORT, struct.pack(">H", sport))
-        ports += ct._nla(ct.CTA_PROTO_DST_PORT, struct.pack(">H", dport))
-        return ct._nla(ct.CTA_TUPLE_IP | NESTED, ips) + ct._nla(ct.CTA_TUPLE_PROTO | NESTED, ports)
+        ips = nla(ct.CTA_IP_V4_SRC, socket.inet_aton(src))
+        ips += nla(ct.CTA_IP_V4_DST, socket.inet_aton(dst))
+        ports = nla(ct.CTA_PROTO_NUM, bytes([proto]))
+        ports += nla(ct.CTA_PROTO_SRC_PORT, struct.pack(">H", sport))
+        ports += nla(ct.CTA_PROTO_DST_PORT, struct.pack(">H", dport))
+        return nla(ct.CTA_TUPLE_IP | NESTED, ips) + nla(ct.CTA_TUPLE_PROTO | NESTED, ports)
 
     body = struct.pack("=BBH", socket.AF_INET, 0, 0)
-    body += ct._nla(ct.CTA_TUPLE_ORIG | NESTED, ip_tuple("100.100.1.2", "203.0.113.10", 5000, 443))
-    body += ct._nla(ct.CTA_TUPLE_REPLY | NESTED, ip_tuple("203.0.113.10", "100.64.1.2", 443, 5000))
+    body += nla(ct.CTA_TUPLE_ORIG | NESTED, ip_tuple("100.100.1.2", "203.0.113.10", 5000, 443))
+    body += nla(ct.CTA_TUPLE_REPLY | NESTED, ip_tuple("203.0.113.10", "100.64.1.2", 443, 5000))
     if state is not None:
-        tcp = ct._nla(
-            ct.CTA_PROTOINFO_TCP | NESTED, ct._nla(ct.CTA_PROTOINFO_TCP_STATE, bytes([state]))
-        )
-        body += ct._nla(ct.CTA_PROTOINFO | NESTED, tcp)
-    body += ct._nla(ct.CTA_ID, struct.pack(">I", 0xDEADBEEF))
+        tcp = nla(ct.CTA_PROTOINFO_TCP | NESTED, nla(ct.CTA_PROTOINFO_TCP_STATE, bytes([state])))
+        body += nla(ct.CTA_PROTOINFO | NESTED, tcp)
+    body += nla(ct.CTA_ID, struct.pack(">I", 0xDEADBEEF))
     return body
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 
+from pingu.adapters.rawnetlink import messages
 from pingu.adapters.sock_diag import (
     CONNECTED_STATES,
     INET_DIAG_BC_S_COND,
@@ -15,7 +16,6 @@ from pingu.adapters.sock_diag import (
     destroy_request,
     dump_request,
     local_matches,
-    messages,
     parse_connection,
     source_filter,
 )
