@@ -13,6 +13,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "typecheck", "tests", "netns", "build", "bundle"]
 
 TEST_DEPS = ["-e", ".[test]"]
+BENCH_DEPS = ["-e", ".[bench]"]  # matplotlib, for bench/plots.py (and its unit test)
 PYINSTALLER = "pyinstaller>=6.10,<7"
 BUNDLE = Path("dist") / "pingu"
 BUNDLE_SOURCES = ("pingu", "packaging", "pyproject.toml")
@@ -30,6 +31,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """Type-check the package with mypy (strict for pingu/domain)."""
     session.install("mypy>=1.10", *TEST_DEPS)
+    session.install(*BENCH_DEPS)
     session.run("mypy", "pingu", "tests", "features", *session.posargs)
 
 
@@ -37,6 +39,7 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Run the unit tests and the Gherkin features, with domain coverage."""
     session.install(*TEST_DEPS)
+    session.install(*BENCH_DEPS)
     session.run(
         "pytest",
         "tests/unit",
@@ -99,11 +102,12 @@ def _bundle_is_stale() -> bool:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Measure failover, capture, start-up, memory and CPU in the lab (needs root)."""
+    """Measure failover, capture, start-up, memory and CPU in the lab (needs root); plot them."""
     if os.geteuid() != 0:
         session.error(
             "the bench session needs root (network namespaces, raw sockets): "
             "run it as root, e.g. `sudo nox -s bench`"
         )
     session.install(*TEST_DEPS)
+    session.install(*BENCH_DEPS)
     session.run("python", "-m", "bench.run", *session.posargs)

@@ -7,13 +7,17 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.model import FAST, SEED, ideal_failback, ideal_failover, over_phases
 from bench.results import Result
+
+if TYPE_CHECKING:
+    from bench.plots import Plot
 
 
 def machine() -> dict[str, Any]:
@@ -92,7 +96,9 @@ def _mark(met: bool | None) -> str:
     return {True: "yes", False: "**no**", None: "-"}[met]
 
 
-def write_markdown(path: Path, results: list[Result], meta: dict[str, Any]) -> None:
+def write_markdown(
+    path: Path, results: list[Result], meta: dict[str, Any], plots: Sequence[Plot] = ()
+) -> None:
     m = meta["machine"]
     lines = [
         "# pingu benchmarks",
@@ -126,7 +132,7 @@ def write_markdown(path: Path, results: list[Result], meta: dict[str, Any]) -> N
                 f"| {_cell(row.figure)} | {_cell(row.measured)} | {_cell(row.target)} | "
                 f"{_mark(row.met)} | `{_cell(row.command)}` | {_cell(row.reading)} |"
             )
-    lines += ["", *_method(), ""]
+    lines += ["", *_plots(plots), *_method(), ""]
     path.write_text("\n".join(lines))
 
 
@@ -141,6 +147,16 @@ def _kept_lines(kept: dict[str, dict[str, Any]]) -> list[str]:
         "again: " + ", ".join(f"`{name}`" for name in names)
         for (date, commit, mode, machine), names in runs.items()
     ]
+
+
+def _plots(plots: Sequence[Plot]) -> list[str]:
+    """The PNGs drawn beside RESULTS.md (bench/plots.py), each with what it shows."""
+    if not plots:
+        return []
+    lines = ["## Plots", "", "Drawn from `results.json` by `python -m bench.plots`.", ""]
+    for plot in plots:
+        lines += [f"![{plot.file}]({plot.file})", "", plot.caption, ""]
+    return lines
 
 
 def _method() -> list[str]:

@@ -1,4 +1,4 @@
-"""Run pingu's benchmarks and write bench/RESULTS.md and bench/results.json.
+"""Run pingu's benchmarks and write bench/RESULTS.md, bench/results.json and the plots.
 
 ``python -m bench.run [--quick] [--only FIGURE ... [--merge]] [--seed N]``, as root (``nox
 -s bench`` does this). A figure that fails is reported as failed and the others still run;
@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench import figures
+from bench import figures, plots
 from bench import flows as traffic_flows
 from bench.report import machine, write_json, write_markdown
 from bench.results import Context, Result
@@ -173,10 +173,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "results.json", results, meta)
-    write_markdown(args.out / "RESULTS.md", results, meta)
+    drawn = draw_plots(args.out)
+    write_markdown(args.out / "RESULTS.md", results, meta, drawn or [])
     log.info("wrote %s and %s in %.1f min", args.out / "RESULTS.md", args.out / "results.json",
              meta["duration_s"] / 60)  # fmt: skip
-    return 1 if left or failed else 0
+    return 1 if left or failed or drawn is None else 0
+
+
+def draw_plots(out: Path) -> list[plots.Plot] | None:
+    """The PNGs beside RESULTS.md, drawn from the results.json just written (as
+    `python -m bench.plots` would); None when they could not be drawn."""
+    try:
+        return plots.draw(json.loads((out / "results.json").read_text()), out)
+    except Exception:
+        log.error("plots failed:\n%s", traceback.format_exc())
+        return None
 
 
 if __name__ == "__main__":
