@@ -15,6 +15,7 @@ from pingu.adapters import json_limits
 from pingu.adapters.config_file import parse_config_text, read_config_text
 from pingu.domain.config import DEFAULT_CONTROL_SOCKET
 from pingu.domain.errors import ConfigError
+from pingu.domain.views import SPARK_BLOCKS, Mark, spark_scale, sparkline
 
 DEFAULT_TIMEOUT_S = 5.0
 REPLY_LIMIT = 16 * 1024 * 1024
@@ -26,6 +27,7 @@ EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
 EXIT_DENIED = 4
 EXIT_TIMEOUT = 5
+CHANGES_SHOWN = 5  # state changes shown per uplink family; --json has every one kept
 
 
 class StatusUnavailable(Exception):
@@ -182,9 +184,10 @@ def render(document: Mapping[str, Any], now: float | None = None) -> str:
     now = time.time() if now is None else now
     try:
         lines = [_header(document)]
+        events = document.get("events")
         for uplink in document["uplinks"]:
             lines.append("")
-            lines.extend(_uplink_block(uplink, now))
+            lines.extend(_uplink_block(uplink, now, events))
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
         raise StatusUnavailable(
             f"unexpected status document ({type(error).__name__}: {error}); "
@@ -229,7 +232,9 @@ def _left(kept: str | None) -> str:
     return f"last resort {kept}'s route kept" if kept else "no route left"
 
 
-def _uplink_block(uplink: Mapping[str, Any], now: float) -> list[str]:
+def _uplink_block(
+    uplink: Mapping[str, Any], now: float, events: Sequence[Mapping[str, Any]] | None
+) -> list[str]:
     link = uplink.get("link") or {}
     trouble = ""
     if not link.get("present", True):
@@ -249,13 +254,62 @@ def _uplink_block(uplink: Mapping[str, Any], now: float) -> list[str]:
         ]
         targets = (path.get("last_round") or {}).get("targets") or []
         rows.extend(("", _target(t)) for t in targets)
+        family = path.get("family", "ipv4")
+        rounds = ((uplink.get("families") or {}).get(family) or {}).get("rounds")
+        if rounds is not None:  # a daemon that keeps a history
+            rows.append(("rounds", _rounds(rounds)))
         rows.append(("next round", _next_round(path)))
         rows.append(("reset script", _reset_script(uplink.get("reset_script") or {}, now)))
         counters = path.get("counters")
         if counters:
             rows.append(("counters", _counters(counters)))
+        if events is not None:
+            mine = [e for e in events if (e["uplink"], e["family"]) == (uplink["name"], family)]
+            rows.extend(_changes(mine, now))
         lines.extend(f"  {key:<13}{value}".rstrip() for key, value in rows)
     return lines
+
+
+def _rounds(rounds: Sequence[Mapping[str, Any]]) -> str:
+    """The sparkline of the rounds kept, with its scale and the echoes lost in them."""
+    if not rounds:
+        return "none yet"
+    marks: list[Mark] = [
+        (r.get("delay_ms"), int(r.get("received") or 0), int(r.get("lost") or 0)) for r in rounds
+    ]
+    words = [f"{len(marks)} round{'' if len(marks) == 1 else 's'}"]
+    top = spark_scale(marks)
+    if top is not None:
+        words.append(f"{SPARK_BLOCKS[-1]} {top:.1f} ms")
+    waited = sum(received + lost for _, received, lost in marks)
+    words.append(f"{sum(lost for _, _, lost in marks)}/{waited} echoes lost")
+    return f"{sparkline(marks)}  {', '.join(words)}"
+
+
+def _changes(events: Sequence[Mapping[str, Any]], now: float) -> list[tuple[str, str]]:
+    """The last state changes, newest first: time, id, from -> to, why, what pingu did."""
+    if not events:
+        return [("changes", "none since start-up")]
+    rows: list[tuple[str, str]] = []
+    for event in reversed(events[-CHANGES_SHOWN:]):
+        did = ", ".join(event.get("changed") or [])
+        text = (
+            f"{_clock(event['at'], now)} #{event['id']} {event['from']} -> {event['to']}: "
+            f"{event.get('why')}{f'; {did}' if did else ''}"
+        )
+        rows.append(("changes" if not rows else "", text))
+    if len(events) > CHANGES_SHOWN:
+        rows.append(("", f"({len(events) - CHANGES_SHOWN} older: pingu status --json)"))
+    return rows
+
+
+def _clock(when: str, now: float) -> str:
+    """Local time of day within the last day (journalctl's clock), else date and time."""
+    moment = datetime.fromisoformat(when)
+    local = moment.astimezone()
+    if now - moment.timestamp() < 86400:
+        return local.strftime("%H:%M:%S")
+    return local.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _gateway(uplink: Mapping[str, Any]) -> str:
