@@ -1,4 +1,5 @@
-"""`pingu status`: ask the running daemon over its control socket, print a table or JSON."""
+"""`pingu status`: ask the running daemon over its control socket, print a table or JSON;
+or, with `--check`, only answer by the exit status whether an uplink is up and routed."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from pingu.adapters import json_limits
-from pingu.adapters.config_file import parse_config_text, read_config_text
-from pingu.domain.config import DEFAULT_CONTROL_SOCKET
 from pingu.domain.errors import ConfigError
-from pingu.domain.views import SPARK_BLOCKS, Mark, spark_scale, sparkline
+from pingu.domain.health import Health
+
+# `--check` runs every few seconds (keepalived's track_script): what only the table or a
+# configuration file needs (the settings model, the file reader, the read side) is
+# imported when it is needed, which keeps the check's start-up to a few tens of ms.
+DEFAULT_CONTROL_SOCKET = "/run/pingu/control.sock"  # pingu.domain.config's default
 
 DEFAULT_TIMEOUT_S = 5.0
 REPLY_LIMIT = 16 * 1024 * 1024
@@ -23,6 +27,7 @@ REPLY_DEPTH = 32  # a status document nests 5 levels (status.uplinks[0].last_rou
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the daemon answered with an error, or with something that is not a status
+EXIT_NOT_ROUTED = 1  # --check: no uplink (of the family) is up and routed
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
 EXIT_DENIED = 4
@@ -59,10 +64,49 @@ def show_status(
     return EXIT_OK
 
 
+def check_status(
+    socket_path: str | None,
+    config_path: str | None,
+    *,
+    family: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> int:
+    """`pingu status --check` (keepalived's track_script): 0 when at least one uplink, of
+    `family` if given, is up and routed; else the reason's exit status. Prints nothing."""
+    try:
+        path = socket_path or socket_from_config(config_path) or DEFAULT_CONTROL_SOCKET
+        document = query_status(path, timeout)
+    except StatusUnavailable as error:
+        return error.code
+    return EXIT_OK if any_routed(document, family) else EXIT_NOT_ROUTED
+
+
+def any_routed(document: Mapping[str, Any], family: str | None = None) -> bool:
+    """Whether an uplink family (of `family`, or any) is up (or failing: still routed) and
+    its route is in the table. A route kept as the last resort of an uplink that is down
+    does not count, nor does anything in a document of an unexpected shape."""
+    routed = {h.value for h in Health if h.routed}
+    try:
+        for uplink in document["uplinks"]:
+            families: Mapping[str, Mapping[str, Any]] = uplink.get("families") or {
+                "ipv4": uplink  # a version-1 document: the uplink is its IPv4
+            }
+            for name, path in families.items():
+                if family not in (None, name):
+                    continue
+                if path.get("route_installed") is True and path.get("state") in routed:
+                    return True
+    except (KeyError, TypeError, AttributeError):
+        return False
+    return False
+
+
 def socket_from_config(config_path: str | None) -> str | None:
     """The `control_socket` of a configuration file (its default when absent)."""
     if config_path is None:
         return None
+    from pingu.adapters.config_file import parse_config_text, read_config_text  # noqa: PLC0415
+
     try:
         # Only a regular file, bounded in size and nesting: never a hang on a FIFO.
         raw = parse_config_text(read_config_text(config_path))
@@ -272,6 +316,8 @@ def _uplink_block(
 
 def _rounds(rounds: Sequence[Mapping[str, Any]]) -> str:
     """The sparkline of the rounds kept, with its scale and the echoes lost in them."""
+    from pingu.domain.views import SPARK_BLOCKS, Mark, spark_scale, sparkline  # noqa: PLC0415
+
     if not rounds:
         return "none yet"
     marks: list[Mark] = [
