@@ -5,6 +5,7 @@ document, and the sparkline `pingu status` draws of the rounds."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -18,20 +19,23 @@ import pytest
 
 from pingu.adapters.scripts import SubprocessScriptRunner
 from pingu.domain.commands import ScriptKind
-from pingu.domain.events import ScriptFinished
+from pingu.domain.events import RouteAppeared, ScriptFinished
 from pingu.domain.health import Health
 from pingu.domain.history import EVENTS_KEPT, ROUNDS_KEPT, EventRecord, PathHistory, RoundSample
-from pingu.domain.model import RoundResult, TargetResult
+from pingu.domain.model import Family, RoundResult, TargetResult
 from pingu.domain.reports import StateChanged
 from pingu.domain.views import SPARK_LOST, Clocks, narrate, sparkline, status_document
 from pingu.entrypoints.runtime import Daemon
 from pingu.entrypoints.status import render
 from tests.unit.fakes import (
+    TARGET,
+    TARGET6,
     Driver,
     FakeProber,
     FakeRouteTable,
     RealClock,
     config,
+    dhcp_route,
     round_result,
     uplink,
 )
@@ -344,3 +348,25 @@ def test_the_daemon_logs_runs_and_shows_a_change_under_one_id(
     assert (event["id"], event["from"], event["to"]) == (1, "up", "down")
     assert event["changed"] == ["route metric 100 removed", "down_script run"]
     assert status["last_event_id"] == 1
+
+
+def test_each_family_of_a_dual_stack_uplink_shows_its_own_history(utc: None) -> None:
+    driver = Driver(config(uplink("wan1", 100, targets=(TARGET, TARGET6))))
+    driver.link("wan1")
+    driver.capture("wan1", GW1)
+    ra = dataclasses.replace(dhcp_route("wan1", "fe80::1"), proto=9, family=Family.IPV6)
+    driver.send(RouteAppeared(ra))
+    driver.finish("wan1")
+    driver.finish("wan1", round_result(received=0, target=TARGET6), Family.IPV6)
+    lines = render(document(driver), now=wall(driver)).splitlines()
+    ipv4 = lines[lines.index("wan1/ipv4  up for 0.0s") : lines.index("wan1/ipv6  down for 0.0s")]
+    ipv6 = lines[lines.index("wan1/ipv6  down for 0.0s") :]
+    assert "  rounds       █  1 round, █ 10.0 ms, 0/5 echoes lost" in ipv4
+    assert "  changes      none since start-up" in ipv4
+    assert f"  rounds       {SPARK_LOST}  1 round, 5/5 echoes lost" in ipv6
+    assert (
+        "  changes      08:00:00 #1 up -> down: 2001:db8:ffff::10: 5/5 lost, no reply; "
+        "route metric 100 removed"
+    ) in ipv6
+    events: list[dict[str, object]] = document(driver)["events"]  # type: ignore[assignment]
+    assert [(e["uplink"], e["family"]) for e in events] == [("wan1", "ipv6")]
