@@ -144,6 +144,8 @@ COLUMNS: dict[str, tuple[str, Callable[[str], object]]] = {
     "fall": ("fall", int),
     "reset_script": ("reset_script", str),
     "reset_script_grace_period": ("reset_script_grace_period", lambda cell: _unit(cell, "s")),
+    "up_script": ("up_script", str),
+    "down_script": ("down_script", str),
 }
 
 
@@ -665,3 +667,56 @@ def flows_not_ended(commands: list[Output], name: str) -> None:
 @then(step("only their conntrack entries are deleted"))
 def only_conntrack(commands: list[Output]) -> None:
     assert [(e.conntrack, e.sockets) for e in _ended(commands)] == [(True, False)]
+
+
+# -- the history: event ids and the rings -----------------------------------------------
+
+
+@then(step("{name:Word} goes from {old:Word} to {new:Word} as event {event_id:d}"))
+def goes_from_to_as(commands: list[Output], name: str, old: str, new: str, event_id: int) -> None:
+    changes = [c for c in _of_type(commands, StateChanged) if c.uplink == name]
+    assert [(c.old.value, c.new.value, c.event_id) for c in changes] == [(old, new, event_id)]
+
+
+@then(step("the {kinds} script of {name:Word} runs for event {event_id:d}"))
+@then(step("the {kinds} scripts of {name:Word} run for event {event_id:d}"))
+def scripts_run_for(commands: list[Output], kinds: str, name: str, event_id: int) -> None:
+    runs = _scripts_of(commands, name)
+    assert [s.kind.value for s in runs] == kinds.split(" and "), runs
+    assert [(s.event_id, dict(s.env)["PINGU_EVENT_ID"]) for s in runs] == [
+        (event_id, str(event_id))
+    ] * len(runs)
+
+
+@then(step('the history of {name:Word} tells event {event_id:d}: {change}, "{did}"'))
+def history_tells(driver: Driver, name: str, event_id: int, change: str, did: str) -> None:
+    events = driver.core.view().uplink(name).first.events
+    (event,) = [e for e in events if e.id == event_id]
+    assert f"{event.old.value} -> {event.new.value}" == change
+    assert ", ".join(event.changed) == did
+
+
+@when(step("{count:d} rounds on {name:Word} fail and pass by turns"), target_fixture="commands")
+def rounds_by_turns(driver: Driver, count: int, name: str) -> list[Output]:
+    done: list[Output] = []
+    settings = driver.core.config.uplink(name)
+    assert settings is not None
+    for number in range(count):
+        done += _answer(driver, name, round_result(received=5 if number % 2 else 0))
+        done += driver.advance(settings.period)
+    return done
+
+
+@then(step("the history of {name:Word} holds its last {count:d} rounds"))
+def history_holds_rounds(driver: Driver, name: str, count: int) -> None:
+    rounds = driver.core.view().uplink(name).first.rounds
+    assert len(rounds) == count
+    settings = driver.core.config.uplink(name)
+    assert settings is not None
+    assert rounds[-1].at == driver.clock.now - settings.period  # the newest are the ones kept
+
+
+@then(step("the history of {name:Word} holds the state changes {first:d} to {last:d}"))
+def history_holds_changes(driver: Driver, name: str, first: int, last: int) -> None:
+    events = driver.core.view().uplink(name).first.events
+    assert [e.id for e in events] == list(range(first, last + 1))

@@ -130,11 +130,12 @@ class SubprocessScriptRunner:
         finally:
             os.close(write_end)
         log.info(
-            "%s: started %s script %s (pid %d): %s",
+            "%s: started %s script %s (pid %d)%s: %s",
             script.uplink,
             script.kind.value,
             shlex.join(script.argv) if script.args else script.script,
             process.pid,
+            "" if script.event_id is None else f" for event {script.event_id}",
             script.reason,
         )
         output = _Output(read_end)

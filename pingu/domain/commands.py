@@ -85,6 +85,7 @@ class RunScript:
     timeout_s: float = 60.0
     args: tuple[str, ...] = ()  # the arguments given after the script's path
     family: Family = Family.IPV4  # whose event it is (PINGU_FAMILY)
+    event_id: int | None = None  # the state change it is run for (PINGU_EVENT_ID)
 
     @property
     def argv(self) -> tuple[str, ...]:

@@ -43,6 +43,7 @@ from pingu.domain.events import (
     TimerFired,
 )
 from pingu.domain.health import Health, HealthState, Signal, step
+from pingu.domain.history import EventRecord, PathHistory, RoundSample, route_changes, route_outcome
 from pingu.domain.model import MAIN_TABLE, Family, Lease, RoundResult, Route
 from pingu.domain.reports import (
     LastResort,
@@ -136,6 +137,7 @@ class Path:
     last_round_at: float | None = None
     refused: Route | None = None  # refused by the kernel: not retried before the next verdict
     counters: Counters = field(default_factory=Counters)
+    history: PathHistory = field(default_factory=PathHistory)
 
     @property
     def config(self) -> UplinkConfig:
@@ -188,6 +190,9 @@ class Core:
         # Paths a reload added, whose routes no read of the table has shown pingu yet: what
         # the next one finds was there all along, not added behind pingu's back.
         self._unread: set[tuple[str, Family]] = set()
+        # State changes are numbered from 1, all paths together: the number ties a change's
+        # log line, its scripts (PINGU_EVENT_ID) and its record in the status history.
+        self._last_event_id = 0
 
     def _new_link(self, config: UplinkConfig, now: float) -> Link:
         link = Link(config)
@@ -280,10 +285,31 @@ class Core:
         return self._decided(outputs + self._traffic_moves(now))
 
     def _decided(self, outputs: list[Output]) -> Decision:
-        """The outputs as a Decision, once the paths' counters have counted them."""
+        """The outputs as a Decision, once the paths' counters have counted them and the
+        history has recorded what each state change made pingu do."""
         for output in outputs:
             self._count(output)
-        return Decision.of(outputs)
+        decision = Decision.of(outputs)
+        for report in decision.reports:
+            if isinstance(report, StateChanged):
+                self._record_changes(report, decision.actions)
+        return decision
+
+    def _record_changes(self, change: StateChanged, actions: tuple[Action, ...]) -> None:
+        """What a state change made pingu do, in its record: the route changes of its
+        decision (those its log line tells of) and the scripts run for it."""
+        path = self._path(change.uplink, change.family)
+        if path is None:
+            return
+        routes = [text for _, text in route_changes(change.uplink, change.family, actions)]
+        changed = list(route_outcome(routes, path.installed is not None))
+        scripts = [a for a in (*actions, *self._held) if isinstance(a, RunScript)]
+        changed += [
+            f"{script.kind.value}_script run"
+            for script in scripts
+            if script.event_id == change.event_id and script.uplink == change.uplink
+        ]
+        path.history.tell_changes(change.event_id, changed)
 
     def _count(self, output: Output) -> None:
         path: Path | None = None
@@ -382,6 +408,7 @@ class Core:
             when_all_down=self.config.when_all_down,
             families=families,
             uplinks=tuple(self._uplink_view(link) for link in self._links.values()),
+            last_event_id=self._last_event_id,
         )
 
     @staticmethod
@@ -420,6 +447,8 @@ class Core:
             round_running=path.probing,
             next_round_at=path.next_round_at,
             counters=path.counters,
+            rounds=path.history.rounds,
+            events=path.history.events,
         )
 
     # -- state that survives a restart --------------------------------------------------
@@ -942,7 +971,7 @@ class Core:
             if link.usable:
                 return []  # no IPv6 address yet (duplicate address detection): wait
             reason = "carrier down" if not link.carrier else "interface down"
-            return self._judged(path, Verdict(False, f"{reason}, nothing sent"), now)
+            return self._judged(path, Verdict(False, f"{reason}, nothing sent"), now, None)
         path.probing = True
         path.round_id += 1
         cfg = path.config
@@ -984,11 +1013,14 @@ class Core:
             verdict = Verdict(False, "link not usable when the round ended")
         else:
             verdict = judge(result, path.config, path.config.quorum(family))
-        return self._judged(path, verdict, now)
+        return self._judged(path, verdict, now, result)
 
-    def _judged(self, path: Path, verdict: Verdict, now: float) -> list[Output]:
+    def _judged(
+        self, path: Path, verdict: Verdict, now: float, result: RoundResult | None
+    ) -> list[Output]:
         path.last_verdict = verdict
         path.last_round_at = now
+        path.history.add_round(RoundSample.of(now, verdict.passed, result))
         path.refused = None
         outputs: list[Output] = [
             RoundJudged(path.name, verdict.passed, verdict.reason, path.family)
@@ -1004,13 +1036,16 @@ class Core:
         old = path.standing
         path.standing = step(old, signal, path.config.rise, path.config.fall)
         outputs: list[Output] = []
-        if path.standing.health is not old.health:
-            path.changed_at = now
-            path.change_reason = reason
-            outputs.append(
-                StateChanged(path.name, old.health, path.standing.health, reason, path.family)
-            )
-        if path.standing.health.routed != old.health.routed:
+        if path.standing.health is old.health:
+            return outputs
+        path.changed_at = now
+        path.change_reason = reason
+        self._last_event_id += 1
+        event_id = self._last_event_id
+        new = path.standing.health
+        path.history.add_event(EventRecord(event_id, now, old.health, new, reason))
+        outputs.append(StateChanged(path.name, old.health, new, reason, path.family, event_id))
+        if new.routed != old.health.routed:
             self._held += self._hook(path, old.health, reason)
         return outputs
 
@@ -1057,13 +1092,26 @@ class Core:
         program, *args = script_argv(text)
         timeout = self.config.script_timeout
         return RunScript(
-            path.name, program, reason, env, kind, timeout, tuple(args), family=path.family
+            path.name,
+            program,
+            reason,
+            env,
+            kind,
+            timeout,
+            tuple(args),
+            family=path.family,
+            event_id=path.history.last_event_id,
         )
 
     def _script_env(self, path: Path, kind: ScriptKind, reason: str) -> tuple[tuple[str, str], ...]:
+        """The PINGU_* variables of a script for `path`. PINGU_EVENT_ID is the state change
+        it is run for: an up or down script's own; a reset script's, the one that took the
+        path down (empty when it never changed state: no gateway ever learned)."""
         gateway = path.lease.gateway if path.lease and path.lease.gateway else ""
+        event_id = path.history.last_event_id
         env = [
             ("PINGU_EVENT", kind.value),
+            ("PINGU_EVENT_ID", "" if event_id is None else str(event_id)),
             ("PINGU_METRIC", str(path.config.metric)),
             ("PINGU_INTERFACE", path.name),
             ("PINGU_FAMILY", path.family.label),

@@ -30,13 +30,15 @@ class RoundJudged:
 
 @dataclass(frozen=True)
 class StateChanged:
-    """The health of `uplink` moved from `old` to `new`, and why."""
+    """The health of `uplink` moved from `old` to `new`, and why; `event_id` numbers the
+    change, the same in its log line, its scripts' environment and the status history."""
 
     uplink: str
     old: Health
     new: Health
     reason: str
     family: Family = Family.IPV4
+    event_id: int = 0
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ So the wording of every status and log line is testable without a running daemon
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -25,6 +26,7 @@ from pingu.domain.commands import (
 from pingu.domain.config import OnExit, WhenAllDown
 from pingu.domain.events import FlowsEnded
 from pingu.domain.health import Health
+from pingu.domain.history import EventRecord, RoundSample, route_changes, route_outcome
 from pingu.domain.model import Family, Lease, RoundResult, Route, TargetResult
 from pingu.domain.reports import (
     LastResort,
@@ -93,6 +95,8 @@ class PathView:
     round_running: bool
     next_round_at: float
     counters: Counters
+    rounds: tuple[RoundSample, ...] = ()  # the last rounds judged, oldest first
+    events: tuple[EventRecord, ...] = ()  # the last state changes, oldest first
 
     @property
     def gateway(self) -> str | None:
@@ -187,6 +191,7 @@ class CoreView:
     when_all_down: WhenAllDown
     families: tuple[FamilyView, ...]
     uplinks: tuple[UplinkView, ...]
+    last_event_id: int = 0  # of the latest state change (0: none yet)
 
     def uplink(self, name: str) -> UplinkView:
         for uplink in self.uplinks:
@@ -248,7 +253,41 @@ def status_document(
             for f in view.families
         },
         "uplinks": [_uplink_status(u, now, clocks) for u in view.uplinks],
+        "last_event_id": view.last_event_id,
+        "events": _events_status(view, clocks),
     }
+
+
+def _events_status(view: CoreView, clocks: Clocks) -> list[dict[str, object]]:
+    """Every path's recent state changes, in the order they happened (by id)."""
+    records = [(u.name, p.family, e) for u in view.uplinks for p in u.paths for e in p.events]
+    return [
+        {
+            "id": event.id,
+            "at": clocks.iso(event.at),
+            "uplink": name,
+            "family": family.label,
+            "from": event.old.value,
+            "to": event.new.value,
+            "why": event.reason,
+            "changed": list(event.changed),
+        }
+        for name, family, event in sorted(records, key=lambda r: r[2].id)
+    ]
+
+
+def _rounds_status(path: PathView, clocks: Clocks) -> list[dict[str, object]]:
+    return [
+        {
+            "at": clocks.iso(sample.at),
+            "passed": sample.passed,
+            "sent": sample.sent,
+            "received": sample.received,
+            "lost": sample.lost,
+            "delay_ms": None if sample.delay_ms is None else round(sample.delay_ms, 3),
+        }
+        for sample in path.rounds
+    ]
 
 
 def _uplink_status(uplink: UplinkView, now: float, clocks: Clocks) -> dict[str, object]:
@@ -270,7 +309,10 @@ def _uplink_status(uplink: UplinkView, now: float, clocks: Clocks) -> dict[str, 
             "last_run": clocks.iso(uplink.reset_script_at),
             "running": uplink.reset_script_running,
         },
-        "families": {p.family.label: _path_status(p, now, clocks) for p in uplink.paths},
+        "families": {
+            p.family.label: {**_path_status(p, now, clocks), "rounds": _rounds_status(p, clocks)}
+            for p in uplink.paths
+        },
     }
 
 
@@ -414,6 +456,8 @@ def _report_line(report: Report, actions: Sequence[Action], view: CoreView, told
             return Line(level, f"{label(view, uplink, family)}: round {outcome}: {reason}")
         case StateChanged(uplink=uplink, old=old, new=new, reason=reason, family=family):
             suffix = _what_it_did(report, actions, view, told)
+            if report.event_id:
+                suffix += f" (event {report.event_id})"
             name = label(view, uplink, family)
             return Line(Level.WARNING, f"{name} {old.value} -> {new.value}: {reason}{suffix}")
         case LastResort(all_down=True, kept=None, reason=reason, family=family):
@@ -440,19 +484,10 @@ def _what_it_did(
     uplink = next((u for u in view.uplinks if u.name == change.uplink), None)
     path = next((p for p in uplink.paths if p.family is change.family), None) if uplink else None
     gateway = path.gateway if path else None
-    parts = [f" via {gateway}" if gateway else ""]
-    for index, action in enumerate(actions):
-        if (
-            isinstance(action, InstallOwnRoute | RemoveOwnRoute)
-            and action.route.ifname == change.uplink
-            and action.route.family is change.family
-        ):
-            done = "installed" if isinstance(action, InstallOwnRoute) else "removed"
-            parts.append(f"; route metric {action.route.metric} {done}")
-            told.add(index)
-    if len(parts) == 1:
-        parts.append("; route kept" if path and path.route else "; no route")
-    return "".join(parts)
+    changes = route_changes(change.uplink, change.family, actions)
+    told.update(index for index, _ in changes)
+    outcome = route_outcome([text for _, text in changes], bool(path and path.route))
+    return (f" via {gateway}" if gateway else "") + "".join(f"; {text}" for text in outcome)
 
 
 def _action_line(action: Action, told: bool) -> Line | None:
@@ -492,3 +527,40 @@ def flows_line(request: EndFlows, done: FlowsEnded) -> Line:
         return Line(Level.WARNING, f"{text}; failed: {done.error}")
     level = Level.INFO if done.conntrack or done.sockets else Level.DEBUG
     return Line(level, text)
+
+
+# -- the sparkline of recent rounds -------------------------------------------------------
+
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+SPARK_PARTIAL = "▒"  # some echoes of the round were lost, some answered
+SPARK_LOST = "\N{MULTIPLICATION SIGN}"  # no reply at all (or nothing could be sent: no carrier)
+
+Mark = tuple[float | None, int, int]
+"""One round for the sparkline: (average delay in ms or None, echoes answered, lost)."""
+
+
+def marks_of(rounds: Iterable[RoundSample]) -> list[Mark]:
+    return [(r.delay_ms, r.received, r.lost) for r in rounds]
+
+
+def spark_scale(rounds: Sequence[Mark]) -> float | None:
+    """The delay a full block stands for: the largest of the rounds drawn as blocks."""
+    delays = [d for d, received, lost in rounds if received and not lost and d is not None]
+    return max(delays) if delays else None
+
+
+def sparkline(rounds: Sequence[Mark]) -> str:
+    """One character per round, oldest first: a block whose height is the round's average
+    delay (in eighths of the largest one shown, at least one eighth), `▒` for a round that
+    lost some echoes, a multiplication sign for a round without any reply."""
+    top = spark_scale(rounds)
+    chars = []
+    for delay, received, lost in rounds:
+        if not received:
+            chars.append(SPARK_LOST)
+        elif lost:
+            chars.append(SPARK_PARTIAL)
+        else:
+            eighths = 1 if not top or delay is None else math.ceil(delay / top * 8)
+            chars.append(SPARK_BLOCKS[min(8, max(1, eighths)) - 1])
+    return "".join(chars)

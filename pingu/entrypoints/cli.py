@@ -9,7 +9,6 @@ import sys
 from collections.abc import Sequence
 
 from pingu import __version__
-from pingu.entrypoints.check_config import check_config
 
 COMMANDS = ("check-config", "run", "demo", "status")
 NOT_ROOT = "pingu demo needs root: it creates network namespaces; run: sudo pingu demo"
@@ -58,9 +57,22 @@ def _status_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
         "status",
         help="show what the running daemon is doing and why (asks it on its control socket)",
         description="Exit status: 0 shown, 1 the daemon answered with an error, "
-        "3 not running, 4 permission denied, 5 no answer in time.",
+        "3 not running, 4 permission denied, 5 no answer in time. With --check: 0 while at "
+        "least one uplink is up and routed (of the family, with --family), 1 when none is, "
+        "and the codes above when there is no answer.",
     )
-    status.add_argument("--json", action="store_true", help="the status document, for scripts")
+    shown = status.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="the status document, for scripts")
+    shown.add_argument(
+        "--check",
+        action="store_true",
+        help="print nothing; exit 0 while an uplink is up and routed (keepalived's track_script)",
+    )
+    status.add_argument(
+        "--family",
+        choices=("ipv4", "ipv6"),
+        help="with --check: only uplinks routed in this family count",
+    )
     where = status.add_mutually_exclusive_group()
     where.add_argument(
         "--socket", metavar="PATH", help="the control socket (default /run/pingu/control.sock)"
@@ -122,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args = parser().parse_args(args_list)
     if args.command == "check-config":
+        from pingu.entrypoints.check_config import check_config  # noqa: PLC0415
+
         return check_config(args.file, sys.stdout, sys.stderr)
     if args.command == "run":
         from pingu.entrypoints.runtime import run_daemon  # noqa: PLC0415 (heavy imports)
@@ -130,18 +144,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         return demo(args.step_pause)
     if args.command == "status":
-        from pingu.entrypoints.status import show_status  # noqa: PLC0415
-
-        return show_status(
-            args.socket,
-            args.config,
-            as_json=args.json,
-            out=sys.stdout,
-            err=sys.stderr,
-            timeout=args.timeout,
-        )
+        return status(args)
     parser().print_help(sys.stderr)
     return 2
+
+
+def status(args: argparse.Namespace) -> int:
+    """`pingu status`: the table, the JSON document, or (--check) only an exit status."""
+    from pingu.entrypoints.status import check_status, show_status  # noqa: PLC0415
+
+    if args.family is not None and not args.check:
+        sys.stderr.write("pingu status: error: --family is for --check only\n")
+        return 2
+    if args.check:
+        return check_status(args.socket, args.config, family=args.family, timeout=args.timeout)
+    return show_status(
+        args.socket,
+        args.config,
+        as_json=args.json,
+        out=sys.stdout,
+        err=sys.stderr,
+        timeout=args.timeout,
+    )
 
 
 def demo(step_pause: float) -> int:

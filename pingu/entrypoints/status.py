@@ -1,4 +1,5 @@
-"""`pingu status`: ask the running daemon over its control socket, print a table or JSON."""
+"""`pingu status`: ask the running daemon over its control socket, print a table or JSON;
+or, with `--check`, only answer by the exit status whether an uplink is up and routed."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from pingu.adapters import json_limits
-from pingu.adapters.config_file import parse_config_text, read_config_text
-from pingu.domain.config import DEFAULT_CONTROL_SOCKET
 from pingu.domain.errors import ConfigError
+from pingu.domain.health import Health
+
+# `--check` runs every few seconds (keepalived's track_script): what only the table or a
+# configuration file needs (the settings model, the file reader, the read side) is
+# imported when it is needed, which keeps the check's start-up to a few tens of ms.
+DEFAULT_CONTROL_SOCKET = "/run/pingu/control.sock"  # pingu.domain.config's default
 
 DEFAULT_TIMEOUT_S = 5.0
 REPLY_LIMIT = 16 * 1024 * 1024
@@ -22,10 +27,12 @@ REPLY_DEPTH = 32  # a status document nests 5 levels (status.uplinks[0].last_rou
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the daemon answered with an error, or with something that is not a status
+EXIT_NOT_ROUTED = 1  # --check: no uplink (of the family) is up and routed
 EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
 EXIT_DENIED = 4
 EXIT_TIMEOUT = 5
+CHANGES_SHOWN = 5  # state changes shown per uplink family; --json has every one kept
 
 
 class StatusUnavailable(Exception):
@@ -57,10 +64,49 @@ def show_status(
     return EXIT_OK
 
 
+def check_status(
+    socket_path: str | None,
+    config_path: str | None,
+    *,
+    family: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> int:
+    """`pingu status --check` (keepalived's track_script): 0 when at least one uplink, of
+    `family` if given, is up and routed; else the reason's exit status. Prints nothing."""
+    try:
+        path = socket_path or socket_from_config(config_path) or DEFAULT_CONTROL_SOCKET
+        document = query_status(path, timeout)
+    except StatusUnavailable as error:
+        return error.code
+    return EXIT_OK if any_routed(document, family) else EXIT_NOT_ROUTED
+
+
+def any_routed(document: Mapping[str, Any], family: str | None = None) -> bool:
+    """Whether an uplink family (of `family`, or any) is up (or failing: still routed) and
+    its route is in the table. A route kept as the last resort of an uplink that is down
+    does not count, nor does anything in a document of an unexpected shape."""
+    routed = {h.value for h in Health if h.routed}
+    try:
+        for uplink in document["uplinks"]:
+            families: Mapping[str, Mapping[str, Any]] = uplink.get("families") or {
+                "ipv4": uplink  # a version-1 document: the uplink is its IPv4
+            }
+            for name, path in families.items():
+                if family not in (None, name):
+                    continue
+                if path.get("route_installed") is True and path.get("state") in routed:
+                    return True
+    except (KeyError, TypeError, AttributeError):
+        return False
+    return False
+
+
 def socket_from_config(config_path: str | None) -> str | None:
     """The `control_socket` of a configuration file (its default when absent)."""
     if config_path is None:
         return None
+    from pingu.adapters.config_file import parse_config_text, read_config_text  # noqa: PLC0415
+
     try:
         # Only a regular file, bounded in size and nesting: never a hang on a FIFO.
         raw = parse_config_text(read_config_text(config_path))
@@ -182,9 +228,10 @@ def render(document: Mapping[str, Any], now: float | None = None) -> str:
     now = time.time() if now is None else now
     try:
         lines = [_header(document)]
+        events = document.get("events")
         for uplink in document["uplinks"]:
             lines.append("")
-            lines.extend(_uplink_block(uplink, now))
+            lines.extend(_uplink_block(uplink, now, events))
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
         raise StatusUnavailable(
             f"unexpected status document ({type(error).__name__}: {error}); "
@@ -229,7 +276,9 @@ def _left(kept: str | None) -> str:
     return f"last resort {kept}'s route kept" if kept else "no route left"
 
 
-def _uplink_block(uplink: Mapping[str, Any], now: float) -> list[str]:
+def _uplink_block(
+    uplink: Mapping[str, Any], now: float, events: Sequence[Mapping[str, Any]] | None
+) -> list[str]:
     link = uplink.get("link") or {}
     trouble = ""
     if not link.get("present", True):
@@ -249,13 +298,64 @@ def _uplink_block(uplink: Mapping[str, Any], now: float) -> list[str]:
         ]
         targets = (path.get("last_round") or {}).get("targets") or []
         rows.extend(("", _target(t)) for t in targets)
+        family = path.get("family", "ipv4")
+        rounds = ((uplink.get("families") or {}).get(family) or {}).get("rounds")
+        if rounds is not None:  # a daemon that keeps a history
+            rows.append(("rounds", _rounds(rounds)))
         rows.append(("next round", _next_round(path)))
         rows.append(("reset script", _reset_script(uplink.get("reset_script") or {}, now)))
         counters = path.get("counters")
         if counters:
             rows.append(("counters", _counters(counters)))
+        if events is not None:
+            mine = [e for e in events if (e["uplink"], e["family"]) == (uplink["name"], family)]
+            rows.extend(_changes(mine, now))
         lines.extend(f"  {key:<13}{value}".rstrip() for key, value in rows)
     return lines
+
+
+def _rounds(rounds: Sequence[Mapping[str, Any]]) -> str:
+    """The sparkline of the rounds kept, with its scale and the echoes lost in them."""
+    from pingu.domain.views import SPARK_BLOCKS, Mark, spark_scale, sparkline  # noqa: PLC0415
+
+    if not rounds:
+        return "none yet"
+    marks: list[Mark] = [
+        (r.get("delay_ms"), int(r.get("received") or 0), int(r.get("lost") or 0)) for r in rounds
+    ]
+    words = [f"{len(marks)} round{'' if len(marks) == 1 else 's'}"]
+    top = spark_scale(marks)
+    if top is not None:
+        words.append(f"{SPARK_BLOCKS[-1]} {top:.1f} ms")
+    waited = sum(received + lost for _, received, lost in marks)
+    words.append(f"{sum(lost for _, _, lost in marks)}/{waited} echoes lost")
+    return f"{sparkline(marks)}  {', '.join(words)}"
+
+
+def _changes(events: Sequence[Mapping[str, Any]], now: float) -> list[tuple[str, str]]:
+    """The last state changes, newest first: time, id, from -> to, why, what pingu did."""
+    if not events:
+        return [("changes", "none since start-up")]
+    rows: list[tuple[str, str]] = []
+    for event in reversed(events[-CHANGES_SHOWN:]):
+        did = ", ".join(event.get("changed") or [])
+        text = (
+            f"{_clock(event['at'], now)} #{event['id']} {event['from']} -> {event['to']}: "
+            f"{event.get('why')}{f'; {did}' if did else ''}"
+        )
+        rows.append(("changes" if not rows else "", text))
+    if len(events) > CHANGES_SHOWN:
+        rows.append(("", f"({len(events) - CHANGES_SHOWN} older: pingu status --json)"))
+    return rows
+
+
+def _clock(when: str, now: float) -> str:
+    """Local time of day within the last day (journalctl's clock), else date and time."""
+    moment = datetime.fromisoformat(when)
+    local = moment.astimezone()
+    if now - moment.timestamp() < 86400:
+        return local.strftime("%H:%M:%S")
+    return local.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _gateway(uplink: Mapping[str, Any]) -> str:

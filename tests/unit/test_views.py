@@ -85,7 +85,8 @@ def test_a_state_change_tells_of_its_route_changes_on_its_own_line() -> None:
     change = next(line for line in narration.reports if " -> " in line.text)
     assert change == Line(
         Level.WARNING,
-        f"wan1 up -> down: 203.0.113.10: 5/5 lost, no reply via {GW1}; route metric 100 removed",
+        f"wan1 up -> down: 203.0.113.10: 5/5 lost, no reply via {GW1}; route metric 100 removed"
+        " (event 1)",
     )
     removal = decision.actions.index(RemoveOwnRoute(own("wan1", GW1, 100)))
     assert narration.actions[removal] == Line(
