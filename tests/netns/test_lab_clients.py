@@ -9,6 +9,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -194,6 +195,22 @@ def _changes_on(watch: DefaultRouteWatch, oif: int) -> list[tuple[str, str | Non
             if seen.oif == oif]  # fmt: skip
 
 
+def _stop_by_itself(client: DhcpcdClient, wait_ready: Callable[[int], object]) -> None:
+    """Stop dhcpcd with SIGTERM and assert it exited by itself. dhcpcd 9.4 now and then
+    never acts on a SIGTERM that comes while it runs a hook (the log ends at "executing:
+    ... RENEW"; upstream reports the same, NetworkConfiguration/dhcpcd#560 and #587): the
+    lab then kills it, which shows nothing of what a stop does. Such a stop is redone
+    once, from a fresh start (``wait_ready(log_offset)``: what must hold again first)."""
+    status = client.stop()
+    if status == -signal.SIGKILL:
+        print("dhcpcd ignored SIGTERM (killed after the bound); once more:", client.log()[-2000:])
+        offset = len(client.log())
+        client.start()
+        wait_ready(offset)
+        status = client.stop()
+    assert status == 0
+
+
 def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -323,7 +340,7 @@ def test_dhcpcd_stop_keeps_its_routes_when_persistent_and_a_restart_keeps_the_le
     client.wait_default_route(4)
 
     with DefaultRouteWatch(lab) as watch:
-        assert client.stop() == 0
+        _stop_by_itself(client, lambda offset: client.wait_log("leased", 30, after=offset))
         assert client.leases() == [lease]  # Debian's "persistent": nothing deconfigured
         assert client.default_routes(4) != []
         offset = len(client.log())
@@ -350,7 +367,7 @@ def test_dhcpcd_stop_without_persistent_deconfigures(lab: Lab, programs: Program
     client.wait_lease()
     client.wait_default_route(4)
     client.wait_default_route(6)
-    assert client.stop() == 0
+    _stop_by_itself(client, lambda _: (client.wait_default_route(4), client.wait_default_route(6)))
     assert client.leases() == []
     assert client.default_routes(4) == []
     assert client.default_routes(6) == []
