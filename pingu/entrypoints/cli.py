@@ -29,9 +29,24 @@ def parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check-config",
         help="validate a configuration file and show its effective settings and timings",
+        description=(
+            "Read FILE as the daemon would and print its effective settings, its warnings "
+            "and how long a dead uplink takes to be detected, or every problem at once. "
+            "Exit status: 0 valid, 1 not. Nothing is touched."
+        ),
     )
-    check.add_argument("file", metavar="FILE")
-    run = commands.add_parser("run", help="run the daemon (as root)")
+    check.add_argument(
+        "file", metavar="FILE", help="the configuration file (JSON, comments allowed)"
+    )
+    run = commands.add_parser(
+        "run",
+        help="run the daemon (as root)",
+        description=(
+            "Run the daemon in the foreground until SIGTERM or SIGINT (SIGHUP reloads FILE, "
+            "SIGUSR1 logs every uplink's state). Needs CAP_NET_ADMIN and CAP_NET_RAW. Exit "
+            "status: 0 after a clean stop, 1 when it cannot start (before touching any route)."
+        ),
+    )
     _daemon_options(run)
     demo = commands.add_parser(
         "demo",
@@ -57,7 +72,9 @@ def _status_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
     status = commands.add_parser(
         "status",
         help="show what the running daemon is doing and why (asks it on its control socket)",
-        description="Exit status: 0 shown, 1 the daemon answered with an error, "
+        description="Ask the running daemon, on its control socket, for every uplink's "
+        "state, gateway, route and last rounds. "
+        "Exit status: 0 shown, 1 the daemon answered with an error, "
         "3 not running, 4 permission denied, 5 no answer in time.",
     )
     status.add_argument("--json", action="store_true", help="the status document, for scripts")
@@ -92,7 +109,13 @@ def _seconds(text: str) -> float:
 
 
 def _daemon_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", required=True, metavar="FILE", help="config.json")
+    parser.add_argument(
+        "--config",
+        "-c",
+        required=True,
+        metavar="FILE",
+        help="the configuration file (see pingu.json(5))",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every echo and event")
 
 
