@@ -11,7 +11,7 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.download_python = "never"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests", "netns", "build", "bundle"]
+nox.options.sessions = ["lint", "typecheck", "tests", "netns", "build", "bundle", "deb"]
 
 TEST_DEPS = ["-e", ".[test]"]
 PYINSTALLER = "pyinstaller>=6.10,<7"

@@ -9,7 +9,6 @@ import sys
 from collections.abc import Sequence
 
 from pingu import __version__
-from pingu.entrypoints.check_config import check_config
 
 COMMANDS = ("check-config", "run", "demo", "status")
 NOT_ROOT = "pingu demo needs root: it creates network namespaces; run: sudo pingu demo"
@@ -145,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args = parser().parse_args(args_list)
     if args.command == "check-config":
+        # Imported when used: it brings asyncio and the configuration model, two thirds of
+        # what `pingu --version` or `pingu --help` would otherwise spend starting.
+        from pingu.entrypoints.check_config import check_config  # noqa: PLC0415
+
         return check_config(args.file, sys.stdout, sys.stderr)
     if args.command == "run":
         from pingu.entrypoints.runtime import run_daemon  # noqa: PLC0415 (heavy imports)

@@ -4,6 +4,8 @@ and each argument what it means."""
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 
@@ -60,3 +62,17 @@ def test_every_command_s_help_describes_it_and_every_argument(
         assert " ".join(action.help.split()) in out
         for option in action.option_strings:
             assert option in out
+
+
+def test_the_command_line_loads_without_asyncio_or_the_configuration_model() -> None:
+    # What `pingu --version` and `--help` cost at start-up: the heavy modules load only for
+    # the command that needs them.
+    program = (
+        "import sys, pingu.entrypoints.cli; "
+        "print(sorted(m for m in ('asyncio', 'pingu.domain.config', 'pingu.adapters') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
