@@ -187,6 +187,8 @@ def install_environment(stage: Path, minor: str) -> Path:
         shutil.rmtree(leftover)
     for module in site.rglob("*.py"):
         drop_shebang(module)
+    for record in site.glob("*.dist-info/RECORD"):
+        keep_what_is_there(record, site)
     (env / "bin").mkdir()
     # Relative, as policy wants a link inside /usr: /usr/lib/pingu/bin -> /usr/bin.
     (env / "bin" / "python3").symlink_to(f"../../../bin/python{minor}")
@@ -204,6 +206,14 @@ def drop_shebang(module: Path) -> None:
         first = file.readline()
     if first.startswith(b"#!"):
         module.write_bytes(b"#\n" + module.read_bytes()[len(first) :])
+
+
+def keep_what_is_there(record: Path, site: Path) -> None:
+    """A RECORD without the files removed above: the console scripts (whose lines name
+    the build's interpreter), the C sources, direct_url.json."""
+    lines = record.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if (site / line.split(",", 1)[0]).resolve().is_file()]
+    record.write_text("".join(kept))
 
 
 def libc_dependency(site: Path) -> str:
@@ -383,7 +393,14 @@ def build(out_dir: Path, python: str) -> Path:
         normalise(stage, date)
         out_dir.mkdir(parents=True, exist_ok=True)
         deb = out_dir / f"pingu_{version}_{arch}.deb"
-        run("dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(stage), str(deb))
+        # dpkg-deb dates the archive's members by SOURCE_DATE_EPOCH, or else by the clock.
+        subprocess.run(
+            ["dpkg-deb", "--root-owner-group", "-Zxz", "--build", str(stage), str(deb)],
+            env={**os.environ, "SOURCE_DATE_EPOCH": str(date)},
+            capture_output=True,
+            check=True,
+            timeout=600,
+        )
     return deb
 
 

@@ -8,6 +8,7 @@ import os
 import re
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from pingu import __version__
 from pingu.entrypoints import cli
-from tests.deb.conftest import FreshRoot, need_tool
+from tests.deb.conftest import ROOT, FreshRoot, need_tool
 
 UNIT = "/lib/systemd/system/pingu.service"
 ENABLED = "/etc/systemd/system/multi-user.target.wants/pingu.service"
@@ -207,3 +208,15 @@ def _nothing_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
     if "installed_root" in request.fixturenames:
         root: FreshRoot = request.getfixturevalue("installed_root")
         assert not root.processes()
+
+
+def test_a_second_build_of_the_same_tree_is_the_same_file(deb: Path, tmp_path: Path) -> None:
+    # Every date in the package is the last commit's: two builds of one checkout match.
+    subprocess.run(
+        [sys.executable, str(ROOT / "packaging" / "deb.py"), "--out", str(tmp_path)],
+        capture_output=True,
+        check=True,
+        timeout=600,
+    )
+    again = tmp_path / deb.name
+    assert again.read_bytes() == deb.read_bytes()
