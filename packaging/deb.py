@@ -341,7 +341,8 @@ def installed_size_kib(stage: Path) -> int:
 
 def control_files(stage: Path, version: str, arch: str, minor: str, libc: str) -> None:
     major, low = minor.split(".")
-    depends = f"python3 (>= {minor}~), python3 (<< {major}.{int(low) + 1}), {libc}"
+    # procps: the unit's ExecReload is /bin/kill.
+    depends = f"python3 (>= {minor}~), python3 (<< {major}.{int(low) + 1}), {libc}, procps"
     control = (
         f"Package: pingu\nVersion: {version}\nArchitecture: {arch}\nMaintainer: {MAINTAINER}\n"
         f"Installed-Size: {installed_size_kib(stage)}\nDepends: {depends}\n"

@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".nox" / "debian-root"
 SUITE = "bookworm"
 MIRROR = os.environ.get("PINGU_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-BASE_PACKAGES = ("python3",)  # what the package depends on, so that dpkg -i needs no network
+# What the package depends on, so that dpkg -i needs no network; and systemd, whose own
+# tools judge the unit in the root (verify, is-enabled, condition) without running.
+BASE_PACKAGES = ("python3", "procps", "systemd")
 CHROOT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root"}
 POLICY_RC_D = "#!/bin/sh\n# pingu's tests: no service may start in this root.\nexit 101\n"
 

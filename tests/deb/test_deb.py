@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -73,7 +74,9 @@ def test_the_package_holds_what_an_operator_needs(deb: Path) -> None:
         "Version:",
         __version__,
     ]
-    assert "python3 (>= 3." in dpkg_deb("--field", str(deb), "Depends")
+    depends = dpkg_deb("--field", str(deb), "Depends")
+    assert "python3 (>= 3." in depends
+    assert "procps" in depends  # the unit's ExecReload=/bin/kill
     size = deb.stat().st_size
     print(f"{deb.name}: {size} bytes ({size / 1024 / 1024:.2f} MiB)")
     assert size < MAX_PACKAGE_BYTES
@@ -95,6 +98,26 @@ def test_it_installs_enabled_and_not_started(installed_root: FreshRoot) -> None:
     # The postinst compiled the byte code, so that no start has to.
     compiled = list(installed_root.file("/usr/lib/pingu").rglob("cli.cpython-*.pyc"))
     assert compiled, "no byte code compiled at install"
+
+
+def test_systemd_accepts_the_unit_and_holds_it_back_until_a_configuration_exists(
+    installed_root: FreshRoot,
+) -> None:
+    # The root's own systemd tools, offline: no systemd runs there.
+    verify = installed_root.run("systemd-analyze", "verify", "--man=no", UNIT)
+    assert verify.stderr == ""
+    assert installed_root.run("systemctl", "is-enabled", "pingu.service").stdout.strip() == (
+        "enabled"
+    )
+    held = installed_root.run("systemd-analyze", "condition", "--unit=pingu.service", check=False)
+    assert held.returncode != 0
+    assert f"ConditionPathExists={CONFIG} failed" in held.stderr
+    installed_root.run("cp", EXAMPLE, CONFIG)
+    try:
+        ready = installed_root.run("systemd-analyze", "condition", "--unit=pingu.service")
+        assert f"ConditionPathExists={CONFIG} succeeded" in ready.stderr
+    finally:
+        installed_root.file(CONFIG).unlink()
 
 
 def test_version_and_start_up_time(installed_root: FreshRoot) -> None:
@@ -166,8 +189,12 @@ def test_the_installed_completion_completes(installed_root: FreshRoot) -> None:
     assert done.stdout.split() == [EXAMPLE]
 
 
-def test_removal_keeps_etc_pingu_and_purge_removes_it(fresh_root: FreshRoot, deb: Path) -> None:
-    fresh_root.install(deb)
+def test_removal_keeps_etc_pingu_purge_removes_it_but_not_an_operator_s_script(
+    fresh_root: FreshRoot, deb: Path
+) -> None:
+    # With apt, as the README says; everything it needs is in the root (no network).
+    shutil.copyfile(deb, fresh_root.file(f"/tmp/{deb.name}"))
+    fresh_root.run("apt-get", "install", "--yes", "--quiet", f"/tmp/{deb.name}", timeout=300)
     fresh_root.run("cp", EXAMPLE, CONFIG)
     # An upgrade (the same version again) keeps the operator's configuration.
     fresh_root.install(deb)
@@ -175,7 +202,7 @@ def test_removal_keeps_etc_pingu_and_purge_removes_it(fresh_root: FreshRoot, deb
     fresh_root.file("/var/lib/pingu").mkdir(mode=0o700)
     fresh_root.file("/var/lib/pingu/state.json").write_text("{}")
 
-    fresh_root.run("dpkg", "--remove", "pingu")
+    fresh_root.run("apt-get", "remove", "--yes", "--quiet", "pingu")
     status = fresh_root.run("dpkg-query", "-W", "-f=${db:Status-Abbrev}", "pingu")
     assert status.stdout.strip() == "rc"  # removed, configuration kept
     assert fresh_root.file(CONFIG).is_file()
@@ -183,7 +210,7 @@ def test_removal_keeps_etc_pingu_and_purge_removes_it(fresh_root: FreshRoot, deb
     for gone in ("/usr/sbin/pingu", "/usr/lib/pingu", UNIT, "/usr/share/man/man8/pingu.8.gz"):
         assert not fresh_root.file(gone).exists(), gone
 
-    fresh_root.run("dpkg", "--purge", "pingu")
+    fresh_root.run("apt-get", "purge", "--yes", "--quiet", "pingu")
     listed = fresh_root.run("dpkg-query", "-W", "pingu", check=False)
     assert listed.returncode != 0  # dpkg knows it no more
     for gone in ("/etc/pingu", "/var/lib/pingu"):
@@ -191,13 +218,13 @@ def test_removal_keeps_etc_pingu_and_purge_removes_it(fresh_root: FreshRoot, deb
     assert not fresh_root.file(ENABLED).is_symlink()
     assert not list(fresh_root.file("/var/lib/systemd").rglob("pingu*"))
 
-
-def test_purge_keeps_an_operator_s_own_script(fresh_root: FreshRoot, deb: Path) -> None:
+    # In the same root, installed again: a purge leaves an operator's own script in
+    # /etc/pingu (and so the directory), only the configuration goes.
     fresh_root.install(deb)
+    fresh_root.run("cp", EXAMPLE, CONFIG)
     script = fresh_root.file("/etc/pingu/reset-modem.sh")
     script.write_text("#!/bin/sh\n")
-    fresh_root.run("dpkg", "--purge", "pingu")
-    assert script.is_file()
+    fresh_root.run("apt-get", "purge", "--yes", "--quiet", "pingu")
     assert sorted(p.name for p in fresh_root.file("/etc/pingu").iterdir()) == ["reset-modem.sh"]
 
 
