@@ -220,17 +220,17 @@ def libc_dependency(site: Path) -> str:
     """`libc6 (>= X)` for the compiled modules: the newest glibc symbol version they use.
     Anything linked beyond libc's own libraries stops the build (it would need a
     dependency this script does not know)."""
-    newest = (2, 0)
+    newest: tuple[int, ...] = (2, 0)
     for shared in sorted(site.rglob("*.so")):
         needed = re.findall(r"NEEDED\s+(\S+)", run("objdump", "-p", str(shared)))
         foreign = set(needed) - LIBC6_SONAMES
         if foreign:
             raise SystemExit(f"deb: {shared} links {sorted(foreign)}: add their dependency")
-        for version in re.findall(r"GLIBC_(\d+)\.(\d+)", run("objdump", "-T", str(shared))):
-            newest = max(newest, (int(version[0]), int(version[1])))
+        for version in re.findall(r"GLIBC_(\d+(?:\.\d+)+)", run("objdump", "-T", str(shared))):
+            newest = max(newest, tuple(int(part) for part in version.split(".")))
         if shutil.which("strip"):
             run("strip", "--strip-unneeded", "--remove-section=.comment", str(shared))
-    return f"libc6 (>= {newest[0]}.{newest[1]})"
+    return f"libc6 (>= {'.'.join(map(str, newest))})"
 
 
 def install_files(stage: Path, version: str, date: int) -> None:
