@@ -346,6 +346,8 @@ def control_files(stage: Path, version: str, arch: str, minor: str, libc: str) -
     control = (
         f"Package: pingu\nVersion: {version}\nArchitecture: {arch}\nMaintainer: {MAINTAINER}\n"
         f"Installed-Size: {installed_size_kib(stage)}\nDepends: {depends}\n"
+        # `pingu demo` builds its lab with ip(8); the daemon itself never runs it.
+        "Recommends: iproute2\n"
         f"Section: net\nPriority: optional\nHomepage: {HOMEPAGE}\nDescription: {DESCRIPTION}\n"
     )
     debian = stage / "DEBIAN"

@@ -162,6 +162,13 @@ def test_every_command_s_help_runs_installed(installed_root: FreshRoot) -> None:
         assert done.stdout.startswith(f"usage: pingu {command}".rstrip())
 
 
+def test_the_lab_helpers_run_from_the_installed_environment(installed_root: FreshRoot) -> None:
+    # `pingu demo` starts them as `sys.executable -m pingu.lab.X`: the environment's python3.
+    for helper in ("pingu.lab.relay", "pingu.lab.responder", "pingu.lab.ping"):
+        done = installed_root.run("/usr/lib/pingu/bin/python3", "-m", helper, "--help")
+        assert "usage" in done.stdout.lower(), helper
+
+
 def test_the_installed_manual_pages_render_without_a_warning(installed_root: FreshRoot) -> None:
     need_tool("man")
     for page in ("man8/pingu.8.gz", "man5/pingu.json.5.gz", "man8/py-pingu.8.gz"):
