@@ -219,7 +219,8 @@ def keep_what_is_there(record: Path, site: Path) -> None:
 def libc_dependency(site: Path) -> str:
     """`libc6 (>= X)` for the compiled modules: the newest glibc symbol version they use.
     Anything linked beyond libc's own libraries stops the build (it would need a
-    dependency this script does not know)."""
+    dependency this script does not know). Each is stripped, as dh_strip would (objdump
+    and strip: binutils)."""
     newest: tuple[int, ...] = (2, 0)
     for shared in sorted(site.rglob("*.so")):
         needed = re.findall(r"NEEDED\s+(\S+)", run("objdump", "-p", str(shared)))
@@ -228,8 +229,7 @@ def libc_dependency(site: Path) -> str:
             raise SystemExit(f"deb: {shared} links {sorted(foreign)}: add their dependency")
         for version in re.findall(r"GLIBC_(\d+(?:\.\d+)+)", run("objdump", "-T", str(shared))):
             newest = max(newest, tuple(int(part) for part in version.split(".")))
-        if shutil.which("strip"):
-            run("strip", "--strip-unneeded", "--remove-section=.comment", str(shared))
+        run("strip", "--strip-unneeded", "--remove-section=.comment", str(shared))
     return f"libc6 (>= {'.'.join(map(str, newest))})"
 
 

@@ -206,6 +206,7 @@ def test_removal_keeps_etc_pingu_purge_removes_it_but_not_an_operator_s_script(
     # An upgrade (the same version again) keeps the operator's configuration.
     fresh_root.install(deb)
     assert fresh_root.file(CONFIG).is_file()
+    assert list(fresh_root.file("/usr/lib/pingu").rglob("cli.cpython-*.pyc")), "recompiled"
     fresh_root.file("/var/lib/pingu").mkdir(mode=0o700)
     fresh_root.file("/var/lib/pingu/state.json").write_text("{}")
 
@@ -223,6 +224,7 @@ def test_removal_keeps_etc_pingu_purge_removes_it_but_not_an_operator_s_script(
     for gone in ("/etc/pingu", "/var/lib/pingu"):
         assert not fresh_root.file(gone).exists(), gone
     assert not fresh_root.file(ENABLED).is_symlink()
+    assert not fresh_root.file("/etc/systemd/system/pingu.service").is_symlink()  # unmasked
     assert not list(fresh_root.file("/var/lib/systemd").rglob("pingu*"))
 
     # In the same root, installed again: a purge leaves an operator's own script in
