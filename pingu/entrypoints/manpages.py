@@ -99,6 +99,12 @@ def _paragraph(*lines: str) -> list[str]:
     return [".PP", *lines]
 
 
+def _code(block: str) -> list[str]:
+    """Lines to copy as they are: unfilled, indented, hyphens as minus signs."""
+    lines = [text(line).replace("-", "\\-") for line in block.splitlines()]
+    return [".PP", ".nf", ".RS", *lines, ".RE", ".fi"]
+
+
 def _entry(tag: str, *body: str) -> list[str]:
     return [".TP", tag, *body]
 
@@ -128,7 +134,7 @@ def pingu_8() -> str:
         "traffic falls back to the next one; when it recovers, its route comes back. "
         "Its configuration file is described in \\fBpingu.json\\fR(5)."
     )
-    lines += _paragraph(text(top.epilog or ""))
+    lines += _paragraph(markdown(top.epilog or ""))
     lines += _section("OPTIONS")
     lines += _options(top)
     lines += _section("COMMANDS")
@@ -139,9 +145,20 @@ def pingu_8() -> str:
     lines += _signals()
     lines += _files()
     lines += _exit_status()
+    lines += _section("EXAMPLES")
+    lines += _paragraph("Start from the example, check it, run pingu under systemd, watch it:")
+    lines += _code(_COMMANDS_EXAMPLE)
     lines += _section("SEE ALSO")
     lines += ["\\fBpingu.json\\fR(5), \\fBsystemctl\\fR(1), \\fBip\\-route\\fR(8)"]
     return "\n".join(lines) + "\n"
+
+
+_COMMANDS_EXAMPLE = f"""cp {EXAMPLE_FILE} {CONFIG_FILE}
+pingu check-config {CONFIG_FILE}
+systemctl start pingu
+pingu status
+systemctl reload pingu
+journalctl -u pingu -f"""
 
 
 def _commands(top: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -337,7 +354,7 @@ def pingu_json_5() -> str:
     )
     lines += _settings(PER_INTERFACE, per_interface_rows())
     lines += _section("EXAMPLE")
-    lines += [".PP", ".nf", ".RS", *map(text, _EXAMPLE.splitlines()), ".RE", ".fi"]
+    lines += _code(_EXAMPLE)
     lines += _paragraph(
         f"A longer, commented example is installed as \\fI{text(EXAMPLE_FILE)}\\fR."
     )
