@@ -1,4 +1,5 @@
-"""Developer and CI sessions: lint, typecheck, tests, netns (root), bench (root), build, bundle."""
+"""Developer and CI sessions: lint, typecheck, tests, netns (root), bench (root), build, bundle,
+deb (root)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.download_python = "never"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests", "netns", "build", "bundle"]
+nox.options.sessions = ["lint", "typecheck", "tests", "netns", "build", "bundle", "deb"]
 
 TEST_DEPS = ["-e", ".[test]"]
 BENCH_DEPS = ["-e", ".[bench]"]  # matplotlib, for bench/plots.py (and its unit test)
@@ -98,6 +99,14 @@ def _bundle_is_stale() -> bool:
             if "__pycache__" not in file.parts and file.is_file() and file.stat().st_mtime > built:
                 return True
     return False
+
+
+@nox.session
+def deb(session: nox.Session) -> None:
+    """Build dist/pingu_<version>_<arch>.deb and test it: lintian, a fresh Debian root (root)."""
+    session.install(*TEST_DEPS)  # the test extra brings shtab, for the completion
+    session.run("python", "packaging/deb.py")
+    session.run("pytest", "tests/deb", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session

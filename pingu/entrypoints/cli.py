@@ -28,9 +28,24 @@ def parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check-config",
         help="validate a configuration file and show its effective settings and timings",
+        description=(
+            "Read FILE as the daemon would and print its effective settings, its warnings "
+            "and how long a dead uplink takes to be detected, or every problem at once. "
+            "Exit status: 0 valid, 1 not. Nothing is touched."
+        ),
     )
-    check.add_argument("file", metavar="FILE")
-    run = commands.add_parser("run", help="run the daemon (as root)")
+    check.add_argument(
+        "file", metavar="FILE", help="the configuration file (JSON, comments allowed)"
+    )
+    run = commands.add_parser(
+        "run",
+        help="run the daemon (as root)",
+        description=(
+            "Run the daemon in the foreground until SIGTERM or SIGINT (SIGHUP reloads FILE, "
+            "SIGUSR1 logs every uplink's state). Needs CAP_NET_ADMIN and CAP_NET_RAW. Exit "
+            "status: 0 after a clean stop, 1 when it cannot start (before touching any route)."
+        ),
+    )
     _daemon_options(run)
     demo = commands.add_parser(
         "demo",
@@ -56,7 +71,9 @@ def _status_command(commands: argparse._SubParsersAction[argparse.ArgumentParser
     status = commands.add_parser(
         "status",
         help="show what the running daemon is doing and why (asks it on its control socket)",
-        description="Exit status: 0 shown, 1 the daemon answered with an error, "
+        description="Ask the running daemon, on its control socket, for every uplink's "
+        "state, gateway, route and last rounds. "
+        "Exit status: 0 shown, 1 the daemon answered with an error, "
         "3 not running, 4 permission denied, 5 no answer in time. With --check: 0 while at "
         "least one uplink is up and routed (of the family, with --family), 1 when none is, "
         "and the codes above when there is no answer.",
@@ -104,7 +121,13 @@ def _seconds(text: str) -> float:
 
 
 def _daemon_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", required=True, metavar="FILE", help="config.json")
+    parser.add_argument(
+        "--config",
+        "-c",
+        required=True,
+        metavar="FILE",
+        help="the configuration file (see pingu.json(5))",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every echo and event")
 
 
@@ -134,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args = parser().parse_args(args_list)
     if args.command == "check-config":
+        # Imported when used: it brings asyncio and the configuration model, two thirds of
+        # what `pingu --version` or `pingu --help` would otherwise spend starting.
         from pingu.entrypoints.check_config import check_config  # noqa: PLC0415
 
         return check_config(args.file, sys.stdout, sys.stderr)
