@@ -1,0 +1,375 @@
+"""The real daemon next to real DHCP and router-advertisement software (issue 14): the
+uplinks' addresses and default routes come from dnsmasq and radvd on the ISPs' side and
+from dhcpcd, busybox's udhcpc and the kernel's own RA handling on the daemon's side
+(:mod:`pingu.lab.clients`), in both families. Each test follows one client through
+start-up capture, renewals, a new gateway, the client restarting, the lease or the router
+going, and a failover and failback while the client keeps renewing; what pingu must do
+and what the operator must set, found here, is in the README ("Next to DHCP and RA
+clients").
+
+Renewals are counted exactly: the servers' timers are long (dnsmasq's T1 is half its
+120 s lease, radvd and dnsmasq advertise every few seconds), so that a window opens and
+closes in a quiet moment, and every route a client adds in it is matched with pingu's
+captures and with what the kernel reported (:class:`DefaultRouteWatch`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from pingu.lab import (
+    DhcpcdClient,
+    DnsmasqServer,
+    KernelRA,
+    Lab,
+    LabError,
+    RadvdServer,
+)
+from pingu.lab.clients import Program
+from pingu.lab.lab import IPVersion
+from tests.netns.conftest import LabFactory
+from tests.netns.daemon import PROTO, Daemons, RunningDaemon
+from tests.netns.route_watch import DefaultRouteWatch, Seen
+from tests.netns.test_dual_stack import leaves_via
+
+pytestmark = pytest.mark.netns
+
+T4, T6 = "203.0.113.10", "2001:db8:ffff::10"
+FAST = {"interval": 100, "timeout": 300, "count": 5, "max_lost": 2}
+UPLINKS = ("wan1", "wan2")
+METRICS = {"wan1": 100, "wan2": 200}
+BOOT, RA, DHCP = 3, 9, 16
+LINK_LOCAL_GATEWAY = "fe80::1"  # the ISP's only link-local: every RA comes from it
+NEW_GATEWAY = "100.64.1.254"
+RENEWALS = 3
+CLIENT_WAIT = 45.0  # a dhcpcd lease takes ~6 s (its ARP probe); generous under load
+
+P = TypeVar("P", bound=Program)
+Own = dict[str, tuple[str | None, int]]
+
+
+class Programs:
+    """The test's servers and clients: started here; at teardown their logs printed and
+    every one closed (what a client left cleared, the lab's addressing put back)."""
+
+    def __init__(self) -> None:
+        self.handles: list[Program | KernelRA] = []
+
+    def __call__(self, handle: P) -> P:
+        self.handles.append(handle)
+        handle.start()
+        return handle
+
+    def kernel(self, handle: KernelRA) -> KernelRA:
+        self.handles.append(handle)
+        handle.start()
+        return handle
+
+    def close(self) -> None:
+        for handle in reversed(self.handles):
+            print(f"===== {handle!r}\n{handle.log()}")
+        problems = []
+        for handle in reversed(self.handles):
+            try:
+                handle.close()
+            except LabError as exc:
+                problems.append(str(exc))
+        assert problems == []
+
+
+@pytest.fixture
+def lab(lab_factory: LabFactory) -> Lab:
+    """wan1 and wan2 (ifindex order), no default route: the clients bring them."""
+    return lab_factory(list(UPLINKS), targets=[T4, T6])
+
+
+@pytest.fixture
+def programs(lab: Lab) -> Iterator[Programs]:
+    running = Programs()
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+@pytest.fixture
+def pingus(programs: Programs, tmp_path: Path) -> Iterator[Daemons]:
+    """The test's pingu: stopped (its captured routes restored) before the clients go."""
+    with Daemons(tmp_path) as daemons:
+        yield daemons
+
+
+def pingu_config(hosts: list[str], **per_uplink: dict[str, Any]) -> dict[str, Any]:
+    interfaces = {
+        name: {"metric": metric, **FAST, **per_uplink.get(name, {})}
+        for name, metric in METRICS.items()
+    }
+    return {"host": hosts, "period": 0.5, "interfaces": interfaces}
+
+
+def foreign(lab: Lab, family: IPVersion, uplink: str | None = None) -> list[Any]:
+    """The default routes of the family on the uplinks (or one) that are not pingu's."""
+    wanted = UPLINKS if uplink is None else (uplink,)
+    return [r for r in lab.default_routes(family=family) if r.proto != PROTO and r.oif in wanted]
+
+
+def routed(pingu: RunningDaemon, family: IPVersion, want: Own) -> bool:
+    """pingu's routes of the family are exactly ``want``, and no client's route is left."""
+    return pingu.own_routes(family) == want and not foreign(pingu.lab, family)
+
+
+def gateways(lab: Lab, family: IPVersion, *uplinks: str) -> Own:
+    """pingu's routes of the family through the ISPs' own gateways."""
+    return {
+        uplink: (lab.gateway(uplink) if family == 4 else LINK_LOCAL_GATEWAY, METRICS[uplink])
+        for uplink in uplinks
+    }
+
+
+def capture_line(label: str, gateway: str, proto: int, metric: int | None = None) -> str:
+    """pingu's log line of a capture on ``label`` (``wan1``, ``wan1/ipv6``)."""
+    uplink = label.split("/", maxsplit=1)[0]
+    metric_text = r"\d+" if metric is None else str(metric)
+    return (
+        rf" {label}: captured default via {gateway} dev {uplink} proto {proto} "
+        rf"metric {metric_text}\b.*\((?P<what>new gateway|gateway) {gateway}\)$"
+    )
+
+
+def on(watch: DefaultRouteWatch, lab: Lab, uplink: str) -> Counter[tuple[str, int]]:
+    """What the kernel reported of ``uplink``'s default routes: (event, proto) counted."""
+    oif = lab.ifindex(uplink)
+    return Counter((event, seen.proto) for event, seen, _ in watch.changes if seen.oif == oif)
+
+
+def pingus_route_in_every_table(watch: DefaultRouteWatch, lab: Lab, uplink: str) -> bool:
+    oif = lab.ifindex(uplink)
+    return all(any(r.oif == oif and r.proto == PROTO for r in t) for t in watch.tables())
+
+
+def best_oif(table: frozenset[Seen]) -> int | None:
+    """The interface of the default route the kernel uses in ``table`` (lowest metric)."""
+    route = min(table, key=lambda r: r.metric, default=None)
+    return None if route is None else route.oif
+
+
+def quiet_after(pingu: RunningDaemon, pattern: str, family: IPVersion, uplink: str) -> None:
+    """Until the next capture matching ``pattern`` is logged and the captured route is
+    gone: a moment when the client has just acted, the start or end of a window."""
+    pingu.wait_log(pattern, 30, after=pingu.mark())
+    pingu.until(lambda: not foreign(pingu.lab, family, uplink), "the captured route deleted")
+
+
+def decisions_changed(pingu: RunningDaemon, label: str, after: int) -> list[str]:
+    return [d for d in pingu.decisions(label, after=after) if "->" in d]
+
+
+# -- dhcpcd: DHCPv4 from dnsmasq, and its RAs ---------------------------------------------
+
+
+def test_dhcpcd_in_both_families_capture_renewals_and_a_failover_while_it_renews(
+    lab: Lab, programs: Programs, pingus: Daemons
+) -> None:
+    """wan1: dhcpcd for DHCPv4 (from dnsmasq) and RAs (dnsmasq's), with its own metric
+    (1000 + ifindex). wan2: dhcpcd for IPv4 only, the kernel for radvd's RAs."""
+    for uplink in UPLINKS:  # T1 at half the lease: a renewal is ours to ask for
+        ra = uplink == "wan1"
+        programs(DnsmasqServer(lab, uplink, ra=ra, renew_after=None, rebind_after=None))
+    programs(RadvdServer(lab, "wan2"))
+    wan1 = programs(DhcpcdClient(lab, "wan1"))
+    wan2 = programs(DhcpcdClient(lab, "wan2", ipv6=False))
+    kernel2 = programs.kernel(KernelRA(lab, "wan2"))
+    for client in (wan1, wan2):
+        client.wait_default_route(4, CLIENT_WAIT)
+    wan1.wait_default_route(6, CLIENT_WAIT)
+    kernel2.wait_default_route(6, CLIENT_WAIT)
+    own_metric = 1000 + lab.ifindex("wan1")
+    assert wan1.default_routes(4)[0].metric == own_metric
+
+    # Start-up: both families captured, pingu's routes in with its metrics and proto.
+    pingu = pingus.start(lab, pingu_config([T4, T6]), verbose=True)
+    both4, both6 = gateways(lab, 4, *UPLINKS), gateways(lab, 6, *UPLINKS)
+    pingu.until(lambda: routed(pingu, 4, both4) and routed(pingu, 6, both6), "all captured")
+    pingu.wait_ready()
+    pingu.wait_log(capture_line("wan1/ipv4", "100.64.1.1", DHCP, own_metric))
+    pingu.wait_log(capture_line("wan1/ipv6", LINK_LOCAL_GATEWAY, RA, own_metric))
+    pingu.wait_log(capture_line("wan2/ipv4", "100.64.2.1", DHCP, 1000 + lab.ifindex("wan2")))
+    pingu.wait_log(capture_line("wan2/ipv6", LINK_LOCAL_GATEWAY, RA, 1024))
+    assert (leaves_via(lab, T4), leaves_via(lab, T6)) == ("wan1", "wan1")
+
+    # Renewals. After a capture, dhcpcd puts its route back at each renewal (IPv4) and
+    # each RA (IPv6), and, finding pingu's route where it wants its own, deletes it (it
+    # adds its own, then deletes what it takes for its old one): pingu puts it back. One
+    # capture per re-add, no more: no fight loop. wan2's pingu routes stay throughout.
+    capture4 = capture_line("wan1/ipv4", "100.64.1.1", DHCP, own_metric)
+    capture6 = capture_line("wan1/ipv6", LINK_LOCAL_GATEWAY, RA, own_metric)
+    quiet_after(pingu, capture6, 6, "wan1")  # the next RA is seconds away
+    mark = pingu.mark()
+    with DefaultRouteWatch(lab, 4) as watch4, DefaultRouteWatch(lab, 6) as watch6:
+        for n in range(1, RENEWALS + 1):
+            wan1.renew()
+            pingu.wait_log(capture4, 30, after=mark, count=n)
+            pingu.until(lambda: routed(pingu, 4, both4), "wan1's IPv4 route back, dhcpcd's gone")
+        quiet_after(pingu, capture6, 6, "wan1")
+        pingu.until(lambda: routed(pingu, 6, both6), "wan1's IPv6 route back, dhcpcd's gone")
+    captures4 = pingu.find_log(capture4, after=mark)
+    captures6 = pingu.find_log(capture6, after=mark)
+    assert [m["what"] for m in captures4] == ["gateway"] * RENEWALS
+    assert len(captures6) >= 1
+    assert {m["what"] for m in captures6} == {"gateway"}
+    re_adds6 = len(captures6)
+    assert on(watch4, lab, "wan1") == {
+        ("RTM_NEWROUTE", DHCP): RENEWALS,  # dhcpcd's route back ...
+        ("RTM_DELROUTE", PROTO): RENEWALS,  # ... pingu's deleted by dhcpcd ...
+        ("RTM_DELROUTE", DHCP): RENEWALS,  # ... dhcpcd's deleted by pingu ...
+        ("RTM_NEWROUTE", PROTO): RENEWALS,  # ... and pingu's back: once each
+    }, watch4.changes
+    assert on(watch6, lab, "wan1") == {
+        ("RTM_NEWROUTE", RA): re_adds6,
+        ("RTM_DELROUTE", PROTO): re_adds6,
+        ("RTM_DELROUTE", RA): re_adds6,
+        ("RTM_NEWROUTE", PROTO): re_adds6,
+    }, watch6.changes
+    assert on(watch4, lab, "wan2") == Counter()
+    for watch in (watch4, watch6):
+        assert all(watch.tables()), "a moment without any default route"
+        assert pingus_route_in_every_table(watch, lab, "wan2")
+    for label in ("wan1/ipv4", "wan1/ipv6", "wan2/ipv4", "wan2/ipv6"):
+        assert decisions_changed(pingu, label, mark) == []
+
+    # Failover while dhcpcd keeps renewing: its route, put back on the dead uplink, is
+    # deleted at once and never carries traffic (its metric is above wan2's).
+    lab.cut_upstream("wan1")
+    pingu.until(
+        lambda: (
+            routed(pingu, 4, gateways(lab, 4, "wan2"))
+            and routed(pingu, 6, gateways(lab, 6, "wan2"))
+        ),
+        "wan1's routes removed in both families",
+    )
+    pingu.wait_log(r" WARNING wan1/ipv4 up -> down: ")
+    pingu.wait_log(r" WARNING wan1/ipv6 up -> down: ")
+    assert (leaves_via(lab, T4), leaves_via(lab, T6)) == ("wan2", "wan2")
+    mark = pingu.mark()
+    with DefaultRouteWatch(lab, 4) as watch4, DefaultRouteWatch(lab, 6) as watch6:
+        for n in range(1, RENEWALS + 1):
+            wan1.renew()
+            pingu.wait_log(capture4, 30, after=mark, count=n)
+            pingu.until(lambda: not foreign(lab, 4, "wan1"), "dhcpcd's route deleted")
+            assert (leaves_via(lab, T4), leaves_via(lab, T6)) == ("wan2", "wan2")
+        quiet_after(pingu, capture6, 6, "wan1")
+    for watch, family in ((watch4, 4), (watch6, 6)):
+        # In every table the box went through, its traffic took wan2.
+        assert {best_oif(t) for t in watch.tables()} == {lab.ifindex("wan2")}, family
+        assert ("RTM_NEWROUTE", PROTO) not in on(watch, lab, "wan1"), family
+    assert decisions_changed(pingu, "wan1/ipv4", mark) == []  # down it stays
+    assert not pingu.own_routes(4).get("wan1")
+
+    lab.restore_upstream("wan1")
+    pingu.until(lambda: routed(pingu, 4, both4) and routed(pingu, 6, both6), "wan1 back in both")
+    assert (leaves_via(lab, T4), leaves_via(lab, T6)) == ("wan1", "wan1")
+    assert lab.ping(None, T4).received == lab.ping(None, T6).received == 1
+    assert pingu.stop() == 0
+    # Its captured routes back, as dhcpcd made them.
+    back = {(r.oif, r.proto, r.metric) for r in lab.default_routes(family=4)}
+    assert back == {("wan1", DHCP, own_metric), ("wan2", DHCP, 1000 + lab.ifindex("wan2"))}
+
+
+def test_dhcpcd_new_gateway_crash_restart_and_lease_gone(
+    lab: Lab, programs: Programs, pingus: Daemons
+) -> None:
+    """dhcpcd in both families on both uplinks, wan1's without ``persistent`` (a stop
+    deconfigures: the lease is given up)."""
+    servers = {
+        uplink: programs(DnsmasqServer(lab, uplink, ra=True, renew_after=None, rebind_after=None))
+        for uplink in UPLINKS
+    }
+    wan1 = programs(DhcpcdClient(lab, "wan1", persistent=False))
+    wan2 = programs(DhcpcdClient(lab, "wan2"))
+    for client in (wan1, wan2):
+        client.wait_default_route(4, CLIENT_WAIT)
+        client.wait_default_route(6, CLIENT_WAIT)
+    pingu = pingus.start(lab, pingu_config([T4, T6]), verbose=True)
+    both4, both6 = gateways(lab, 4, *UPLINKS), gateways(lab, 6, *UPLINKS)
+    pingu.until(lambda: routed(pingu, 4, both4) and routed(pingu, 6, both6), "all captured")
+    pingu.wait_ready()
+
+    # A new gateway at a renewal: dhcpcd adds its route via the new one and deletes the
+    # one it takes for its old one (pingu's); pingu follows and probes through it.
+    mark = pingu.mark()
+    server = servers["wan1"]
+    server.router = NEW_GATEWAY
+    server.restart()
+    wan1.renew()
+    moved = {**both4, "wan1": (NEW_GATEWAY, METRICS["wan1"])}
+    pingu.until(lambda: routed(pingu, 4, moved), "pingu's route via the new gateway")
+    (captured,) = pingu.find_log(capture_line("wan1/ipv4", NEW_GATEWAY, DHCP), after=mark)
+    assert captured["what"] == "new gateway"
+    pingu.wait_log(r" wan1/ipv4: round passed: ", after=pingu.mark())
+    assert leaves_via(lab, T4) == "wan1"
+    assert lab.ping(None, T4).received == 1
+    assert decisions_changed(pingu, "wan1/ipv4", mark) == []
+    assert routed(pingu, 6, both6)  # IPv6 untouched
+
+    # A crash (kill -9) and a restart: dhcpcd left everything; it rebinds its lease from
+    # its file and puts its route back (pingu's deleted once more): captured once, put
+    # back once, nothing else moved. In IPv6, the same at the first RA.
+    capture4 = capture_line("wan1/ipv4", NEW_GATEWAY, DHCP)
+    mark = pingu.mark()
+    with DefaultRouteWatch(lab, 4) as watch4:
+        wan1.kill()
+        offset = len(wan1.log())
+        wan1.start()
+        wan1.wait_log("leased", 30, after=offset)
+        pingu.wait_log(capture4, 30, after=mark)
+        pingu.wait_log(capture_line("wan1/ipv6", LINK_LOCAL_GATEWAY, RA), 30, after=mark)
+        pingu.until(lambda: routed(pingu, 4, moved) and routed(pingu, 6, both6), "as before")
+        watch4.settle()
+    assert len(pingu.find_log(capture4, after=mark)) == 1
+    assert on(watch4, lab, "wan1") == {
+        ("RTM_NEWROUTE", DHCP): 1,
+        ("RTM_DELROUTE", PROTO): 1,
+        ("RTM_DELROUTE", DHCP): 1,
+        ("RTM_NEWROUTE", PROTO): 1,
+    }, watch4.changes
+    assert all(watch4.tables())
+    assert decisions_changed(pingu, "wan1/ipv4", mark) == []
+    assert decisions_changed(pingu, "wan1/ipv6", mark) == []
+
+    # The lease given up (a stop without persistent: the address, the SLAAC address and
+    # the routes go, pingu's with its source): both of wan1's paths go down at once,
+    # traffic moves to wan2.
+    mark = pingu.mark()
+    assert wan1.stop() == 0
+    assert wan1.leases() == []
+    assert wan1.slaac_addresses() == []
+    pingu.until(
+        lambda: (
+            routed(pingu, 4, gateways(lab, 4, "wan2"))
+            and routed(pingu, 6, gateways(lab, 6, "wan2"))
+        ),
+        "wan1's routes gone in both families",
+    )
+    pingu.wait_log(r" WARNING wan1/ipv4 up -> down: ", after=mark)
+    pingu.wait_log(r" WARNING wan1/ipv6 up -> down: ", after=mark)
+    assert (leaves_via(lab, T4), leaves_via(lab, T6)) == ("wan2", "wan2")
+    assert lab.ping(None, T4).received == 1
+    assert lab.ping(None, T6).received == 1
+
+    # dhcpcd again: a new lease, captured; wan1 back in both families.
+    mark = pingu.mark()
+    wan1.start()
+    pingu.until(
+        lambda: routed(pingu, 4, moved) and routed(pingu, 6, both6),
+        "wan1 captured again and routed in both families",
+        CLIENT_WAIT,
+    )
+    pingu.wait_log(r" WARNING wan1/ipv4 down -> up: ", after=mark)
+    pingu.wait_log(r" WARNING wan1/ipv6 down -> up: ", after=mark)
+    assert (leaves_via(lab, T4), leaves_via(lab, T6)) == ("wan1", "wan1")
+    assert len(pingu.find_log(capture4, after=mark)) == 1
+    assert pingu.stop() == 0
