@@ -28,11 +28,12 @@ from pingu.lab import (
     Lab,
     LabError,
     RadvdServer,
+    UdhcpcClient,
 )
 from pingu.lab.clients import Program
 from pingu.lab.lab import IPVersion
 from tests.netns.conftest import LabFactory
-from tests.netns.daemon import PROTO, Daemons, RunningDaemon
+from tests.netns.daemon import PROTO, Daemons, RunningDaemon, write_script
 from tests.netns.route_watch import DefaultRouteWatch, Seen
 from tests.netns.test_dual_stack import leaves_via
 
@@ -47,6 +48,9 @@ LINK_LOCAL_GATEWAY = "fe80::1"  # the ISP's only link-local: every RA comes from
 NEW_GATEWAY = "100.64.1.254"
 RENEWALS = 3
 CLIENT_WAIT = 45.0  # a dhcpcd lease takes ~6 s (its ARP probe); generous under load
+# A 10-minute lease: the clients' own renewals (T1, half of it) never come in a test, so
+# every renewal is one the test asked for.
+QUIET_LEASE: dict[str, Any] = {"lease_time": 600, "renew_after": None, "rebind_after": None}
 
 P = TypeVar("P", bound=Program)
 Own = dict[str, tuple[str | None, int]]
@@ -164,6 +168,22 @@ def quiet_after(pingu: RunningDaemon, pattern: str, family: IPVersion, uplink: s
     pingu.until(lambda: not foreign(pingu.lab, family, uplink), "the captured route deleted")
 
 
+def renew_and_settle(client: DhcpcdClient, watch: DefaultRouteWatch) -> None:
+    """Ask ``client`` to renew RENEWALS times (each answered, "leased"), then until the
+    table has been quiet for a second (the renewals' route changes are all in)."""
+    for _ in range(RENEWALS):
+        offset = len(client.log())
+        client.renew()
+        client.wait_log("leased", 30, after=offset)
+    watch.settle(quiet_s=1.0)
+
+
+def client_adds(client: DhcpcdClient, family: int, offset: int) -> int:
+    """How many times dhcpcd added a default route of the family since log ``offset``."""
+    via = "100.64." if family == 4 else "fe80:"
+    return client.log()[offset:].count(f"adding default route via {via}")
+
+
 def decisions_changed(pingu: RunningDaemon, label: str, after: int) -> list[str]:
     return [d for d in pingu.decisions(label, after=after) if "->" in d]
 
@@ -174,12 +194,11 @@ def decisions_changed(pingu: RunningDaemon, label: str, after: int) -> list[str]
 def test_dhcpcd_in_both_families_capture_renewals_and_a_failover_while_it_renews(
     lab: Lab, programs: Programs, pingus: Daemons
 ) -> None:
-    """wan1: dhcpcd for DHCPv4 (from dnsmasq) and RAs (dnsmasq's), with its own metric
+    """wan1: dhcpcd for DHCPv4 (from dnsmasq) and RAs (radvd's), with its own metric
     (1000 + ifindex). wan2: dhcpcd for IPv4 only, the kernel for radvd's RAs."""
-    for uplink in UPLINKS:  # T1 at half the lease: a renewal is ours to ask for
-        ra = uplink == "wan1"
-        programs(DnsmasqServer(lab, uplink, ra=ra, renew_after=None, rebind_after=None))
-    programs(RadvdServer(lab, "wan2"))
+    for uplink in UPLINKS:
+        programs(DnsmasqServer(lab, uplink, **QUIET_LEASE))
+        programs(RadvdServer(lab, uplink))
     wan1 = programs(DhcpcdClient(lab, "wan1"))
     wan2 = programs(DhcpcdClient(lab, "wan2", ipv6=False))
     kernel2 = programs.kernel(KernelRA(lab, "wan2"))
@@ -208,36 +227,27 @@ def test_dhcpcd_in_both_families_capture_renewals_and_a_failover_while_it_renews
     capture4 = capture_line("wan1/ipv4", "100.64.1.1", DHCP, own_metric)
     capture6 = capture_line("wan1/ipv6", LINK_LOCAL_GATEWAY, RA, own_metric)
     quiet_after(pingu, capture6, 6, "wan1")  # the next RA is seconds away
-    mark = pingu.mark()
+    mark, offset = pingu.mark(), len(wan1.log())
     with DefaultRouteWatch(lab, 4) as watch4, DefaultRouteWatch(lab, 6) as watch6:
-        for n in range(1, RENEWALS + 1):
-            wan1.renew()
-            pingu.wait_log(capture4, 30, after=mark, count=n)
-            pingu.until(lambda: routed(pingu, 4, both4), "wan1's IPv4 route back, dhcpcd's gone")
+        renew_and_settle(wan1, watch4)
         quiet_after(pingu, capture6, 6, "wan1")
-        pingu.until(lambda: routed(pingu, 6, both6), "wan1's IPv6 route back, dhcpcd's gone")
-    captures4 = pingu.find_log(capture4, after=mark)
-    captures6 = pingu.find_log(capture6, after=mark)
-    assert [m["what"] for m in captures4] == ["gateway"] * RENEWALS
-    assert len(captures6) >= 1
-    assert {m["what"] for m in captures6} == {"gateway"}
-    re_adds6 = len(captures6)
-    assert on(watch4, lab, "wan1") == {
-        ("RTM_NEWROUTE", DHCP): RENEWALS,  # dhcpcd's route back ...
-        ("RTM_DELROUTE", PROTO): RENEWALS,  # ... pingu's deleted by dhcpcd ...
-        ("RTM_DELROUTE", DHCP): RENEWALS,  # ... dhcpcd's deleted by pingu ...
-        ("RTM_NEWROUTE", PROTO): RENEWALS,  # ... and pingu's back: once each
-    }, watch4.changes
-    assert on(watch6, lab, "wan1") == {
-        ("RTM_NEWROUTE", RA): re_adds6,
-        ("RTM_DELROUTE", PROTO): re_adds6,
-        ("RTM_DELROUTE", RA): re_adds6,
-        ("RTM_NEWROUTE", PROTO): re_adds6,
-    }, watch6.changes
-    assert on(watch4, lab, "wan2") == Counter()
-    for watch in (watch4, watch6):
+        pingu.until(lambda: routed(pingu, 4, both4) and routed(pingu, 6, both6), "settled")
+    for family, watch, capture, proto in ((4, watch4, capture4, DHCP), (6, watch6, capture6, RA)):
+        re_adds = on(watch, lab, "wan1")[("RTM_NEWROUTE", proto)]
+        assert re_adds >= 1, family
+        assert re_adds == client_adds(wan1, family, offset), family
+        assert on(watch, lab, "wan1") == {
+            ("RTM_NEWROUTE", proto): re_adds,  # dhcpcd's route back ...
+            ("RTM_DELROUTE", PROTO): re_adds,  # ... pingu's deleted by dhcpcd ...
+            ("RTM_DELROUTE", proto): re_adds,  # ... dhcpcd's deleted by pingu ...
+            ("RTM_NEWROUTE", PROTO): re_adds,  # ... and pingu's back: once each
+        }, watch.changes
+        captures = pingu.find_log(capture, after=mark)
+        assert [m["what"] for m in captures] == ["gateway"] * re_adds, family
         assert all(watch.tables()), "a moment without any default route"
         assert pingus_route_in_every_table(watch, lab, "wan2")
+    assert on(watch4, lab, "wan2") == Counter()
+    assert client_adds(wan1, 4, offset) <= 2 * RENEWALS  # no fight loop
     for label in ("wan1/ipv4", "wan1/ipv6", "wan2/ipv4", "wan2/ipv6"):
         assert decisions_changed(pingu, label, mark) == []
 
@@ -254,18 +264,23 @@ def test_dhcpcd_in_both_families_capture_renewals_and_a_failover_while_it_renews
     pingu.wait_log(r" WARNING wan1/ipv4 up -> down: ")
     pingu.wait_log(r" WARNING wan1/ipv6 up -> down: ")
     assert (leaves_via(lab, T4), leaves_via(lab, T6)) == ("wan2", "wan2")
-    mark = pingu.mark()
+    mark, offset = pingu.mark(), len(wan1.log())
     with DefaultRouteWatch(lab, 4) as watch4, DefaultRouteWatch(lab, 6) as watch6:
-        for n in range(1, RENEWALS + 1):
-            wan1.renew()
-            pingu.wait_log(capture4, 30, after=mark, count=n)
-            pingu.until(lambda: not foreign(lab, 4, "wan1"), "dhcpcd's route deleted")
-            assert (leaves_via(lab, T4), leaves_via(lab, T6)) == ("wan2", "wan2")
+        renew_and_settle(wan1, watch4)
+        assert (leaves_via(lab, T4), leaves_via(lab, T6)) == ("wan2", "wan2")
         quiet_after(pingu, capture6, 6, "wan1")
-    for watch, family in ((watch4, 4), (watch6, 6)):
+    for family, watch, capture, proto in ((4, watch4, capture4, DHCP), (6, watch6, capture6, RA)):
+        re_adds = client_adds(wan1, family, offset)
+        assert re_adds >= 1, family
+        assert on(watch, lab, "wan1") == {
+            ("RTM_NEWROUTE", proto): re_adds,
+            ("RTM_DELROUTE", proto): re_adds,
+        }, watch.changes
+        assert len(pingu.find_log(capture, after=mark)) == re_adds
         # In every table the box went through, its traffic took wan2.
         assert {best_oif(t) for t in watch.tables()} == {lab.ifindex("wan2")}, family
-        assert ("RTM_NEWROUTE", PROTO) not in on(watch, lab, "wan1"), family
+    assert not foreign(lab, 4, "wan1")
+    assert not foreign(lab, 6, "wan1")
     assert decisions_changed(pingu, "wan1/ipv4", mark) == []  # down it stays
     assert not pingu.own_routes(4).get("wan1")
 
@@ -285,8 +300,7 @@ def test_dhcpcd_new_gateway_crash_restart_and_lease_gone(
     """dhcpcd in both families on both uplinks, wan1's without ``persistent`` (a stop
     deconfigures: the lease is given up)."""
     servers = {
-        uplink: programs(DnsmasqServer(lab, uplink, ra=True, renew_after=None, rebind_after=None))
-        for uplink in UPLINKS
+        uplink: programs(DnsmasqServer(lab, uplink, ra=True, **QUIET_LEASE)) for uplink in UPLINKS
     }
     wan1 = programs(DhcpcdClient(lab, "wan1", persistent=False))
     wan2 = programs(DhcpcdClient(lab, "wan2"))
@@ -373,3 +387,204 @@ def test_dhcpcd_new_gateway_crash_restart_and_lease_gone(
     assert (leaves_via(lab, T4), leaves_via(lab, T6)) == ("wan1", "wan1")
     assert len(pingu.find_log(capture4, after=mark)) == 1
     assert pingu.stop() == 0
+
+
+# -- udhcpc (busybox): DHCPv4 from dnsmasq ---------------------------------------------------
+
+
+def test_udhcpc_on_two_uplinks_renewals_failover_new_gateway_release_and_restart(
+    lab: Lab, programs: Programs, pingus: Daemons, tmp_path: Path
+) -> None:
+    """udhcpc's routes are ``proto boot metric 0``: one uplink's only, the second one's
+    ``ip route add`` fails ("File exists") until the first one's is gone."""
+    servers = {uplink: programs(DnsmasqServer(lab, uplink, **QUIET_LEASE)) for uplink in UPLINKS}
+    wan1 = programs(UdhcpcClient(lab, "wan1"))
+    wan1.wait_default_route(4, CLIENT_WAIT)
+    wan2 = programs(UdhcpcClient(lab, "wan2"))
+    wan2.wait_lease(CLIENT_WAIT)
+    wan2.wait_log("File exists", 30)
+    assert [r.oif for r in foreign(lab, 4)] == ["wan1"]
+
+    # Start-up: wan1's route captured; wan2 has none to learn from, and udhcpc renews
+    # only at half its lease. Its reset script (what runs for an uplink without a gateway)
+    # asks udhcpc to renew: the route is added now that wan1's is gone, and captured.
+    record = tmp_path / "resets"
+    renew = write_script(
+        tmp_path / "renew-udhcpc.sh",
+        f'#!/bin/sh\necho "$PINGU_INTERFACE: $PINGU_REASON" >> {record}\nkill -USR1 {wan2.pid}\n',
+    )
+    pingu = pingus.start(lab, pingu_config([T4], wan2={"reset_script": renew}), verbose=True)
+    both = gateways(lab, 4, *UPLINKS)
+    pingu.until(lambda: routed(pingu, 4, both), "both uplinks captured and routed")
+    pingu.wait_log(capture_line("wan1", "100.64.1.1", BOOT, 0))
+    pingu.wait_log(capture_line("wan2", "100.64.2.1", BOOT, 0))
+    assert record.read_text().splitlines() == ["wan2: no gateway learned"]
+    assert leaves_via(lab, T4) == "wan1"
+
+    # Renewals: udhcpc adds its route back (pingu deleted it) and leaves pingu's alone.
+    capture1 = capture_line("wan1", "100.64.1.1", BOOT, 0)
+    mark = pingu.mark()
+    with DefaultRouteWatch(lab, 4) as watch:
+        for n in range(1, RENEWALS + 1):
+            wan1.renew()
+            pingu.wait_log(capture1, 30, after=mark, count=n)
+            pingu.until(lambda: routed(pingu, 4, both), "udhcpc's route deleted again")
+    assert [m["what"] for m in pingu.find_log(capture1, after=mark)] == ["gateway"] * RENEWALS
+    assert on(watch, lab, "wan1") == {("RTM_NEWROUTE", BOOT): RENEWALS,
+                                      ("RTM_DELROUTE", BOOT): RENEWALS}  # fmt: skip
+    assert pingus_route_in_every_table(watch, lab, "wan1")
+    assert decisions_changed(pingu, "wan1", mark) == []
+
+    # Failover while udhcpc renews: its metric-0 route, put back on the dead uplink, is
+    # the box's best route until pingu deletes it, at once; pingu's stays out.
+    lab.cut_upstream("wan1")
+    pingu.until(lambda: routed(pingu, 4, gateways(lab, 4, "wan2")), "wan1's route removed")
+    assert leaves_via(lab, T4) == "wan2"
+    mark = pingu.mark()
+    with DefaultRouteWatch(lab, 4) as watch:
+        for n in range(1, RENEWALS + 1):
+            wan1.renew()
+            pingu.wait_log(capture1, 30, after=mark, count=n)
+            pingu.until(lambda: not foreign(lab, 4, "wan1"), "udhcpc's route deleted")
+            assert leaves_via(lab, T4) == "wan2"
+    assert on(watch, lab, "wan1") == {("RTM_NEWROUTE", BOOT): RENEWALS,
+                                      ("RTM_DELROUTE", BOOT): RENEWALS}  # fmt: skip
+    assert decisions_changed(pingu, "wan1", mark) == []
+    lab.restore_upstream("wan1")
+    pingu.until(lambda: routed(pingu, 4, both), "wan1 back")
+    assert leaves_via(lab, T4) == "wan1"
+
+    # A new gateway: udhcpc flushes every default route of wan1 (pingu's included), then
+    # adds its new one; pingu follows.
+    mark = pingu.mark()
+    server = servers["wan1"]
+    server.router = NEW_GATEWAY
+    server.restart()
+    moved = {**both, "wan1": (NEW_GATEWAY, METRICS["wan1"])}
+    with DefaultRouteWatch(lab, 4) as watch:
+        wan1.renew()
+        pingu.until(lambda: routed(pingu, 4, moved), "pingu's route via the new gateway")
+        watch.settle()
+    (captured,) = pingu.find_log(capture_line("wan1", NEW_GATEWAY, BOOT, 0), after=mark)
+    assert captured["what"] == "new gateway"
+    assert all(watch.tables())  # wan2 carried the traffic meanwhile
+    pingu.wait_log(r" wan1: round passed: ", after=pingu.mark())
+    assert leaves_via(lab, T4) == "wan1"
+    assert lab.ping(None, T4).received == 1
+
+    # Stopped (-R: the lease released, the uplink deconfigured): the address is flushed
+    # and the routes through it, pingu's too, vanish without a word from the kernel.
+    # pingu's next round finds no address to probe from: wan1 down, traffic on wan2.
+    mark = pingu.mark()
+    wan1.stop()
+    assert wan1.leases() == []
+    pingu.wait_log(r" WARNING wan1 up -> down: ", after=mark)
+    pingu.until(lambda: routed(pingu, 4, gateways(lab, 4, "wan2")), "only wan2 routed")
+    assert leaves_via(lab, T4) == "wan2"
+
+    # Started again (the same address: dnsmasq knows the client), then a crash (kill -9)
+    # and a start: its route added again, captured, wan1 routed again. At each start
+    # udhcpc's ifconfig sets the address, then its netmask: the kernel deletes and adds
+    # the address again, which makes pingu read the table, which may show the new route
+    # before its notification comes: then it is captured twice (the second deletion
+    # finds nothing), never more.
+    for restart in ("start", "kill -9 and start"):
+        mark = pingu.mark()
+        if restart != "start":
+            wan1.kill()
+        wan1.start()
+        pingu.wait_log(capture_line("wan1", NEW_GATEWAY, BOOT, 0), 30, after=mark)
+        pingu.until(lambda: routed(pingu, 4, moved), f"wan1 routed again after {restart}")
+        captures = pingu.find_log(capture_line("wan1", NEW_GATEWAY, BOOT, 0), after=mark)
+        assert 1 <= len(captures) <= 2, [m[0] for m in captures]
+        assert leaves_via(lab, T4) == "wan1"
+    assert pingu.stop() == 0
+    # Its routes back as udhcpc made them: wan2's refused at first, put back by pingu.
+    back = {(r.oif, r.gateway, r.proto, r.metric) for r in lab.default_routes(family=4)}
+    assert back == {("wan1", NEW_GATEWAY, BOOT, 0), ("wan2", "100.64.2.1", BOOT, 0)}
+
+
+# -- the kernel's own RA handling (accept_ra=2) with radvd ------------------------------------
+
+
+def test_the_kernel_taking_radvd_adverts_on_a_box_that_forwards(
+    lab: Lab, programs: Programs, pingus: Daemons
+) -> None:
+    """A router forwards: the kernel then takes RAs only with accept_ra=2. Its routes are
+    ``proto ra metric 1024 expires N``, put back at every advertisement."""
+    lab.run("daemon", ["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"])
+    radvd = {uplink: programs(RadvdServer(lab, uplink)) for uplink in UPLINKS}
+    kernels = [programs.kernel(KernelRA(lab, uplink)) for uplink in UPLINKS]
+    for kernel in kernels:
+        route = kernel.wait_default_route(6, CLIENT_WAIT)
+        assert route.expires is not None
+    pingu = pingus.start(lab, pingu_config([T6]), verbose=True)
+    both = gateways(lab, 6, *UPLINKS)
+    pingu.until(lambda: routed(pingu, 6, both), "both uplinks captured and routed")
+    pingu.wait_ready()
+    capture1 = capture_line("wan1/ipv6", LINK_LOCAL_GATEWAY, RA, 1024)
+    pingu.wait_log(capture1)
+    assert leaves_via(lab, T6) == "wan1"
+
+    # Every advertisement (every 3-4 s) puts the kernel's route back: captured once,
+    # deleted once, pingu's route never touched (the kernel does not delete it).
+    quiet_after(pingu, capture1, 6, "wan1")
+    mark = pingu.mark()
+    with DefaultRouteWatch(lab, 6) as watch:
+        for n in range(1, RENEWALS + 1):
+            pingu.wait_log(capture1, 30, after=mark, count=n)
+            pingu.until(lambda: routed(pingu, 6, both), "the kernel's route deleted again")
+    assert [m["what"] for m in pingu.find_log(capture1, after=mark)] == ["gateway"] * RENEWALS
+    assert on(watch, lab, "wan1") == {("RTM_NEWROUTE", RA): RENEWALS,
+                                      ("RTM_DELROUTE", RA): RENEWALS}  # fmt: skip
+    assert pingus_route_in_every_table(watch, lab, "wan1")
+    assert pingus_route_in_every_table(watch, lab, "wan2")
+    assert decisions_changed(pingu, "wan1/ipv6", mark) == []
+
+    # The router withdraws itself (router lifetime 0): down at once, without a failed
+    # round; it advertises again: captured as a new gateway, probed, up.
+    mark = pingu.mark()
+    radvd["wan1"].set_router_lifetime(0)
+    pingu.wait_log(r" WARNING wan1/ipv6 up -> down: router fe80::1 withdrew .*lifetime 0", 30,
+                   after=mark)  # fmt: skip
+    pingu.until(lambda: routed(pingu, 6, gateways(lab, 6, "wan2")), "only wan2 routed")
+    assert leaves_via(lab, T6) == "wan2"
+    assert not pingu.find_log(r" wan1/ipv6: round failed: ", after=mark)
+    radvd["wan1"].set_router_lifetime(30)
+    pingu.until(lambda: routed(pingu, 6, both), "wan1 back", 30)
+    (back,) = [m["what"] for m in pingu.find_log(capture1, after=mark)][-1:]
+    assert back == "new gateway"
+
+    # Failover while the router keeps advertising: the kernel's route (metric 1024, above
+    # wan2's) is deleted at each advertisement and never carries traffic.
+    lab.cut_upstream("wan1", 6)
+    pingu.until(lambda: routed(pingu, 6, gateways(lab, 6, "wan2")), "wan1 failed over")
+    mark = pingu.mark()
+    with DefaultRouteWatch(lab, 6) as watch:
+        for n in range(1, 3):
+            pingu.wait_log(capture1, 30, after=mark, count=n)
+            pingu.until(lambda: not foreign(lab, 6, "wan1"), "the kernel's route deleted")
+            assert leaves_via(lab, T6) == "wan2"
+    assert {best_oif(t) for t in watch.tables()} == {lab.ifindex("wan2")}
+    assert ("RTM_NEWROUTE", PROTO) not in on(watch, lab, "wan1")
+    lab.restore_upstream("wan1", 6)
+    pingu.until(lambda: routed(pingu, 6, both), "wan1 back after the cut")
+
+    # The router restarts: radvd's last advert says lifetime 0 (down at once), its first
+    # one after brings the route back.
+    mark = pingu.mark()
+    radvd["wan1"].stop()
+    pingu.wait_log(r" WARNING wan1/ipv6 up -> down: router fe80::1 withdrew ", 30, after=mark)
+    assert leaves_via(lab, T6) == "wan2"
+    radvd["wan1"].start()
+    pingu.until(lambda: routed(pingu, 6, both), "wan1 back after radvd's restart", 30)
+    pingu.wait_log(r" WARNING wan1/ipv6 down -> up: ", after=mark)
+    assert leaves_via(lab, T6) == "wan1"
+    assert pingu.stop() == 0
+    # The kernel's routes back (proto ra), one for each uplink. Put back through netlink,
+    # two routes of one metric (the kernel's 1024) on two links are merged by the kernel
+    # into one multipath route: only its own RA routes stay apart (README).
+    restored = lab.default_routes(family=6)
+    legs = {r.oif for r in restored if r.oif} | {h.oif for r in restored for h in r.nexthops}
+    assert legs == set(UPLINKS)
+    assert {r.proto for r in restored} == {RA}
