@@ -482,6 +482,8 @@ def test_udhcpc_on_two_uplinks_renewals_failover_new_gateway_release_and_restart
             assert leaves_via(lab, T4) == "wan2"
     assert on(watch, lab, "wan1") == {("RTM_NEWROUTE", BOOT): RENEWALS,
                                       ("RTM_DELROUTE", BOOT): RENEWALS}  # fmt: skip
+    # Between each re-add and its deletion, the box's traffic took the dead uplink.
+    assert {best_oif(t) for t in watch.tables()} == {lab.ifindex("wan1"), lab.ifindex("wan2")}
     assert decisions_changed(pingu, "wan1", mark) == []
     lab.restore_upstream("wan1")
     pingu.until(lambda: routed(pingu, 4, both), "wan1 back")
