@@ -416,8 +416,16 @@ class NetlinkRouteTable:
     # -- writing -------------------------------------------------------------------------
 
     async def install(self, route: Route) -> None:
-        """Add pingu's route beside any other; one identical already there is success."""
-        await self._change("append", route, ok={errno.EEXIST})
+        """Add pingu's route beside any other; one identical already there is success.
+
+        IPv6 keeps one route per destination, metric and next hop, whatever its protocol:
+        there, "File exists" may come of a client's route in that slot (dhcpcd's, given
+        the uplink's metric), which would be taken for pingu's and then deleted as
+        captured, leaving none. So it is replaced, in one call: the route left is this one
+        (an identical one of pingu's is replaced by itself)."""
+        added = await self._change("append", route, ok={errno.EEXIST})
+        if not added and route.family is Family.IPV6:
+            await self._change("replace", route, ok=set())
 
     async def remove(self, route: Route) -> None:
         """Remove pingu's route by its exact key; already gone is success."""
@@ -427,20 +435,22 @@ class NetlinkRouteTable:
         """Delete a captured route exactly as reported (never a neighbour's)."""
         await self._change("del", route, ok={errno.ESRCH, errno.ENOENT})
 
-    async def _change(self, command: str, route: Route, ok: set[int]) -> None:
+    async def _change(self, command: str, route: Route, ok: set[int]) -> bool:
+        """Carry out `command` on `route`: True when done, False when the kernel answered
+        one of the `ok` errors (nothing to do)."""
         ipr = await self._request_socket()
         spec = route_spec(route)
+        adding = command in ("append", "replace")
         try:
-            await ipr.route(
-                command, **(with_lifetime(spec, route) if command == "append" else spec)
-            )
+            await ipr.route(command, **(with_lifetime(spec, route) if adding else spec))
         except NetlinkError as error:
             if error.code in ok:
                 log.debug("%s %s: %s (nothing to do)", command, route.describe(), error)
-                return
+                return False
             reason = os.strerror(error.code) if error.code else str(error)
             detail = str(error.args[1]) if len(error.args) > 1 else reason
             raise RouteChangeFailed(f"{command} {route.describe()}: {detail}") from error
         except OSError as error:
             await self.close()
             raise RouteChangeFailed(f"{command} {route.describe()}: {error}") from error
+        return True

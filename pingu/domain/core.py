@@ -687,8 +687,9 @@ class Core:
         if path is None:
             self._orphans.append(route)
         elif route == self._desired(path):
-            if path.installed is not None and path.installed != route:
-                path.stale.append(path.installed)
+            old = path.installed
+            if old is not None and old != route and not _one_kernel_route(old, route):
+                path.stale.append(old)
             path.installed = route
         elif route != path.installed and route not in path.stale:
             path.stale.append(route)  # no longer wanted by the time it was in
@@ -1127,6 +1128,15 @@ class Core:
             env.append(("PINGU_LOSS", f"{lost}/{waited}"))
             env.append(("PINGU_DELAY_MS", f"{sum(delays) / len(delays):.1f}" if delays else ""))
         return tuple(env)
+
+
+def _one_kernel_route(old: Route, new: Route) -> bool:
+    """IPv6 keeps one route per destination, metric and next hop: two of pingu's routes
+    that differ only in attributes are one route there, the new one replaced the old when
+    it was added (removing the old by its key would remove the new)."""
+    key_old = (old.ifindex, old.gateway, old.dst_len, old.slot)
+    key_new = (new.ifindex, new.gateway, new.dst_len, new.slot)
+    return old.family is new.family is Family.IPV6 and key_old == key_new
 
 
 def _lifetime_left(lease: Lease | None, now: float) -> Lease | None:
