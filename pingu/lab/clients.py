@@ -120,6 +120,7 @@ from pingu.lab.lab import ISP_DOWNLINK, Lab
 # seconds, is the likely cause (not reproduced in 38 stops on a quiet machine).
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0  # for a graceful exit, before SIGKILL
+LEASE_PREFIX_LEN = 24  # the ISPs' networks, 100.64.N.0/24, which dnsmasq leases from
 KILL_TIMEOUT = 10.0  # for the kernel to reap what SIGKILL hit
 LEASE_TIMEOUT = 45.0
 POLL_INTERVAL = 0.05
@@ -794,8 +795,15 @@ class _ClientQueries:
         return default_routes(self.lab, family, self.uplink)
 
     def wait_lease(self, timeout: float = LEASE_TIMEOUT) -> str:
-        """The first leased IPv4 address (``ADDR/LEN``), waited for at most ``timeout``."""
-        return self._until(self.leases, timeout, "an IPv4 lease")[0]
+        """The first leased IPv4 address (``ADDR/LEN``) with the ISP's netmask (/24),
+        waited for at most ``timeout``. udhcpc's script sets the address with ifconfig,
+        which gives it its classful mask first (/8 for 100.64.N.x) and the lease's netmask
+        a moment later: that moment is not the lease yet."""
+
+        def settled() -> list[str]:
+            return [a for a in self.leases() if a.endswith(f"/{LEASE_PREFIX_LEN}")]
+
+        return self._until(settled, timeout, "an IPv4 lease")[0]
 
     def wait_slaac_address(self, timeout: float = LEASE_TIMEOUT) -> str:
         return self._until(self.slaac_addresses, timeout, "a SLAAC address")[0]

@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -32,6 +32,7 @@ from pingu.lab import (
 )
 from pingu.lab.clients import Program, group_members
 from tests.netns.conftest import LabFactory
+from tests.netns.programs import Programs
 from tests.netns.route_watch import DefaultRouteWatch
 
 pytestmark = pytest.mark.netns
@@ -61,8 +62,6 @@ HOST_PATHS = (
     "/run/mount",  # libmount's record of mounts (utab)
 )
 SANDBOXED_MOUNT_POINTS = {"/run", "/var/lib", "/etc/resolv.conf", "/dev/log"}
-
-P = TypeVar("P", bound=Program)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -108,36 +107,6 @@ def host_untouched() -> Iterator[None]:
     assert {p for p in HOST_PATHS if before[p] != after[p]} == set()
     assert socket.gethostname() == name
     assert _host_mounts() == mounts
-
-
-class Programs:
-    """The test's servers and clients: started here, their logs printed and all closed
-    at teardown, then proven gone (every pid of every start, every process group)."""
-
-    def __init__(self) -> None:
-        self.handles: list[Program | KernelRA] = []
-
-    def __call__(self, handle: P) -> P:
-        self.handles.append(handle)
-        handle.start()
-        return handle
-
-    def kernel(self, handle: KernelRA) -> KernelRA:
-        self.handles.append(handle)
-        handle.start()
-        return handle
-
-    def close(self) -> None:
-        for handle in reversed(self.handles):
-            print(f"===== {handle!r}\n{handle.log()}")
-        problems = []
-        for handle in reversed(self.handles):
-            try:
-                handle.close()
-            except LabError as exc:
-                problems.append(str(exc))
-        assert problems == []
-        assert [h for h in self.handles if isinstance(h, Program) and h.running] == []
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -31,10 +31,10 @@ from pingu.lab import (
     RadvdServer,
     UdhcpcClient,
 )
-from pingu.lab.clients import Program
 from pingu.lab.lab import IPVersion
 from tests.netns.conftest import LabFactory
 from tests.netns.daemon import PROTO, Daemons, RunningDaemon, write_script
+from tests.netns.programs import Programs
 from tests.netns.route_watch import DefaultRouteWatch, Seen
 from tests.netns.test_dual_stack import leaves_via
 
@@ -54,37 +54,7 @@ CLIENT_WAIT = 45.0  # a dhcpcd lease takes ~6 s (its ARP probe); generous under 
 # every renewal is one the test asked for.
 QUIET_LEASE: dict[str, Any] = {"lease_time": 600, "renew_after": None, "rebind_after": None}
 
-P = TypeVar("P", bound=Program)
 Own = dict[str, tuple[str | None, int]]
-
-
-class Programs:
-    """The test's servers and clients: started here; at teardown their logs printed and
-    every one closed (what a client left cleared, the lab's addressing put back)."""
-
-    def __init__(self) -> None:
-        self.handles: list[Program | KernelRA] = []
-
-    def __call__(self, handle: P) -> P:
-        self.handles.append(handle)
-        handle.start()
-        return handle
-
-    def kernel(self, handle: KernelRA) -> KernelRA:
-        self.handles.append(handle)
-        handle.start()
-        return handle
-
-    def close(self) -> None:
-        for handle in reversed(self.handles):
-            print(f"===== {handle!r}\n{handle.log()}")
-        problems = []
-        for handle in reversed(self.handles):
-            try:
-                handle.close()
-            except LabError as exc:
-                problems.append(str(exc))
-        assert problems == []
 
 
 @pytest.fixture
