@@ -59,6 +59,8 @@ class Tree(HTMLParser):
         self.tags.append((tag, dict(attrs)))
 
     def handle_endtag(self, tag: str) -> None:
+        if tag not in (open_tag for open_tag, _ in self._stack):
+            return  # `</rect>` in a DOM serialised by a browser
         while self._stack and self._stack.pop()[0] != tag:
             pass
 
