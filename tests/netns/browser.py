@@ -181,15 +181,18 @@ class Browser:
                 raise BrowserError(f"no page load within {timeout:.0f} s")
             self.events.append(self._receive(deadline))
 
+    def evaluate(self, expression: str) -> Any:
+        """The value of a JavaScript expression in the page (DevTools', not the page's)."""
+        done = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        if "exceptionDetails" in done:
+            raise BrowserError(f"{expression}: {done['exceptionDetails']}")
+        return done.get("result", {}).get("value")
+
     def dom(self) -> str:
         """The page's DOM as it is now, serialised (what `chromium --dump-dom` prints)."""
-        done = self.call(
-            "Runtime.evaluate",
-            {"expression": "document.documentElement.outerHTML", "returnByValue": True},
-        )
-        value = done.get("result", {}).get("value")
+        value = self.evaluate("document.documentElement.outerHTML")
         if not isinstance(value, str):
-            raise BrowserError(f"no DOM: {done}")
+            raise BrowserError(f"no DOM: {value!r}")
         return value
 
     def screenshot(self) -> bytes:

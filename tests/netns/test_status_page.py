@@ -15,12 +15,16 @@ import pytest
 from pingu.entrypoints.status_page import REFRESH_S
 from tests.netns.browser import Browser
 from tests.netns.conftest import LabFactory
-from tests.netns.daemon import Daemons
+from tests.netns.daemon import Daemons, RunningDaemon
 from tests.netns.test_status import FAST, WAIT_S, by_name, status_document
 from tests.unit.test_status_page import Tree
 
 pytestmark = pytest.mark.netns
 
+# A third uplink with a name that the kernel and pingu accept, and that is markup: a veth
+# in the daemon's namespace (its peer there too), without a gateway. Its card must show
+# the name as text.
+HOSTILE = "<script>\"&'"
 PORT = 9737  # the daemon's namespace is new: nothing else listens on its loopback
 LOAD_S = 5.0  # a reload of the page on two shared cores, at most
 REPO = Path(__file__).resolve().parents[2]
@@ -40,6 +44,11 @@ def states(tree: Tree) -> dict[str, str]:
     }
 
 
+def hostile_state(pingu: RunningDaemon) -> str:
+    (uplink,) = [u for u in status_document(pingu)["uplinks"] if u["name"] == HOSTILE]
+    return str(uplink["state"])
+
+
 def test_the_page_shows_a_failover_within_one_reload(
     lab_factory: LabFactory, tmp_path: Path
 ) -> None:
@@ -50,30 +59,43 @@ def test_the_page_shows_a_failover_within_one_reload(
         "host": lab.targets[0],
         "period": 0.5,
         "metrics": f"127.0.0.1:{PORT}",
-        "interfaces": {"wan1": {"metric": 100, **FAST}, "wan2": {"metric": 200, **FAST}},
+        "interfaces": {
+            "wan1": {"metric": 100, **FAST},
+            "wan2": {"metric": 200, **FAST},
+            HOSTILE: {"metric": 300, **FAST},
+        },
     }
+    lab.run("daemon", ["ip", "link", "add", HOSTILE, "type", "veth", "peer", "name", "hpeer"])
+    for name in (HOSTILE, "hpeer"):
+        lab.run("daemon", ["ip", "link", "set", name, "up"])
     with Daemons(tmp_path) as daemons, Browser(lab) as browser:
         pingu = daemons.start(lab, config)
         pingu.until(lambda: len(pingu.own_routes()) == 2, "routes for both uplinks", WAIT_S)
         pingu.until(
-            lambda: [u["state"] for u in status_document(pingu)["uplinks"]] == ["up", "up"],
+            lambda: [u["state"] for u in status_document(pingu)["uplinks"]][:2] == ["up", "up"],
             "both uplinks up in pingu status",
             WAIT_S,
         )
         pingu.until(
-            lambda: all(u["families"]["ipv4"]["rounds"] for u in status_document(pingu)["uplinks"]),
+            lambda: all(
+                u["families"]["ipv4"]["rounds"] for u in status_document(pingu)["uplinks"][:2]
+            ),
             "a round of each in the history",
             WAIT_S,
         )
         browser.open(f"http://127.0.0.1:{PORT}/")
         page = Tree(browser.dom())
-        assert states(page) == {"wan1": "up", "wan2": "up"}
-        assert page.text[0] == "pingu: 2/2 routed"
+        assert states(page) == {"wan1": "up", "wan2": "up", HOSTILE: hostile_state(pingu)}
+        assert page.text[0] == "pingu: 2/3 routed"
+        # The hostile name is text in its card, nothing else: no element came of it.
+        assert page.cards[(HOSTILE, "ipv4")][0] == HOSTILE
+        assert not [tag for tag, _ in page.tags if tag in ("script", "b", "img")]
+        assert browser.evaluate("document.scripts.length") == 0
         wan1 = page.cards[("wan1", "ipv4")]
         assert lab.gateway("wan1") in wan1
         assert "installed, metric 100" in wan1
         assert [a for tag, a in page.tags if tag == "svg"], "no sparkline drawn"
-        assert "none since start-up" in page.text
+        assert not [row for row in page.events if row[2] != HOSTILE]  # no change yet
 
         # It reloads itself, without the test navigating: one load more per REFRESH_S.
         loads = browser.loads()
@@ -100,8 +122,11 @@ def test_the_page_shows_a_failover_within_one_reload(
         assert shown_at - down_at <= REFRESH_S + LOAD_S, (shown_at - down_at, shown_at - cut)
         assert browser.loads() > loads + 1, "the page was not reloaded by itself"
 
-        assert states(shown) == {"wan1": "down", "wan2": "up"}
-        assert shown.text[0] == "pingu: 1/2 routed"
+        assert {k: v for k, v in states(shown).items() if k != HOSTILE} == {
+            "wan1": "down",
+            "wan2": "up",
+        }
+        assert shown.text[0] == "pingu: 1/3 routed"
         assert "not installed (metric 100)" in shown.cards[("wan1", "ipv4")]
         (event,) = [row for row in shown.events if row[2] == "wan1"]
         assert event[3] == "up -> down"
