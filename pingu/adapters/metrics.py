@@ -7,18 +7,21 @@ import concurrent.futures
 import logging
 import math
 import platform
+import socket
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     InfoMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from pingu import __version__
 from pingu.domain.errors import PinguError
@@ -30,6 +33,21 @@ STOP_TIMEOUT_S = 5.0
 ROUTED_STATES = ("up", "failing")  # the states in which an uplink carries its route
 
 StatusSource = Callable[[], Mapping[str, Any]]
+# The status page at `/`: (status document or None, stale, wall-clock now) -> HTML.
+PageRenderer = Callable[[Mapping[str, Any] | None, bool, float], str]
+PAGE_HEADERS = [
+    ("Content-Type", "text/html; charset=utf-8"),
+    ("Cache-Control", "no-store"),
+    # The page needs nothing but its inline style: no script, no frame, no form, no
+    # request anywhere, whatever the status says.
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+]
 
 # (metric name without _total, help, key in the uplink's counters)
 COUNTERS = (
@@ -97,6 +115,10 @@ class StatusCollector:
         )
         if document is not None:
             yield from uplink_metrics(document)
+
+    def document(self) -> tuple[Mapping[str, Any] | None, bool]:
+        """The daemon's status document (or the last one, stale), from any thread."""
+        return self._document()
 
     def _document(self) -> tuple[Mapping[str, Any] | None, bool]:
         future = asyncio.run_coroutine_threadsafe(self._fetch(), self._loop)
@@ -210,30 +232,40 @@ def last_round_figures(last_round: Mapping[str, Any] | None) -> tuple[float, flo
 
 
 class MetricsServer:
-    """prometheus_client's HTTP server on `host:port`, on a private registry."""
+    """prometheus_client's metrics at `/metrics` of an HTTP server on `host:port`, on a
+    private registry; the status page at `/` when a renderer is given; 404 elsewhere."""
 
-    def __init__(self, host: str, port: int, status: StatusSource) -> None:
+    def __init__(
+        self, host: str, port: int, status: StatusSource, page: PageRenderer | None = None
+    ) -> None:
         self.host = host
         self.port = port
         self._status = status
+        self._page = page
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Listen (from the event loop's thread); MetricsError when the address is taken."""
         registry = CollectorRegistry()
-        registry.register(StatusCollector(self._status, asyncio.get_running_loop()))
+        collector = StatusCollector(self._status, asyncio.get_running_loop())
+        registry.register(collector)
         ProcessCollector(registry=registry)
+        app = Routes(make_wsgi_app(registry), collector, self._page)
         try:
-            self._server, self._thread = start_http_server(
-                self.port, addr=self.host, registry=registry
-            )
+            self._server = _listen(self.host, self.port, app)
         except OSError as error:
             raise MetricsError(
                 f"metrics {self.host}:{self.port}: cannot listen: {error.strerror or error}"
             ) from None
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="pingu-metrics", daemon=True
+        )
+        self._thread.start()
         self.port = self._server.server_port  # the real one when port 0 was asked for
         log.info("metrics: serving Prometheus metrics on http://%s:%d/metrics", *self.address)
+        if self._page is not None:
+            log.info("metrics: serving the status page on http://%s:%d/", *self.address)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -246,6 +278,76 @@ class MetricsServer:
         if server is None:
             return
         await asyncio.to_thread(_stop, server, thread)
+
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class Routes:
+    """The endpoint's paths: `/metrics` is prometheus_client's own application, as it was
+    (it answers OPTIONS and refuses other methods than GET itself); `/` the status page
+    (GET only, any query string ignored); everything else 404."""
+
+    def __init__(
+        self, metrics: WsgiApp, collector: StatusCollector, page: PageRenderer | None
+    ) -> None:
+        self._metrics = metrics
+        self._collector = collector
+        self._page = page
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO") or "/"
+        if path == "/metrics":
+            return self._metrics(environ, start_response)
+        if path == "/" and self._page is not None:
+            if environ.get("REQUEST_METHOD") != "GET":
+                return _plain(start_response, "405 Method Not Allowed", [("Allow", "GET")])
+            document, stale = self._collector.document()
+            try:
+                text = self._page(document, stale, time.time())
+            except Exception:
+                log.exception("metrics: the status page failed")
+                return _plain(start_response, "500 Internal Server Error")
+            body = text.encode()
+            start_response("200 OK", [*PAGE_HEADERS, ("Content-Length", str(len(body)))])
+            return [body]
+        return _plain(start_response, "404 Not Found")
+
+
+def _plain(
+    start_response: Callable[..., Any], status: str, headers: Sequence[tuple[str, str]] = ()
+) -> list[bytes]:
+    body = f"{status}\n".encode()
+    start_response(
+        status,
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            *headers,
+        ],
+    )
+    return [body]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log on stderr (prometheus_client's server logs nothing either)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _listen(host: str, port: int, app: WsgiApp) -> WSGIServer:
+    """A threading WSGI server bound to host:port, IPv6 when the address is one (what
+    prometheus_client's start_http_server does, with our application)."""
+    info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, sockaddr = info[0]
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    return make_server(str(sockaddr[0]), port, app, Server, handler_class=_QuietHandler)
 
 
 def _stop(server: WSGIServer, thread: threading.Thread | None) -> None:

@@ -11,6 +11,7 @@ from pingu.adapters.control import ControlServer, ControlSocketError
 from pingu.adapters.metrics import MetricsError, MetricsServer
 from pingu.domain.config import Config
 from pingu.domain.errors import PinguError
+from pingu.entrypoints.status_page import page
 
 log = logging.getLogger("pingu")
 
@@ -37,7 +38,7 @@ async def operations(
             stack.push_async_callback(_closing, "control socket", control.close)
         if config.metrics is not None:
             host, port = config.metrics
-            metrics = MetricsServer(host, port, status)
+            metrics = MetricsServer(host, port, status, page)
             try:
                 metrics.start()
             except MetricsError as error:
