@@ -241,7 +241,7 @@ def render(document: Mapping[str, Any], now: float | None = None) -> str:
     return "\n".join(lines)
 
 
-def _paths(uplink: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+def family_paths(uplink: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     """An uplink's paths as (label, fields): `wan1` alone when it is managed in IPv4
     only (or the daemon predates families), else `wan1/ipv4`, `wan1/ipv6`."""
     families: Mapping[str, Mapping[str, Any]] = uplink.get("families") or {}
@@ -252,9 +252,9 @@ def _paths(uplink: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
 
 def _header(document: Mapping[str, Any]) -> str:
     uplinks: Sequence[Mapping[str, Any]] = document["uplinks"]
-    paths = [path for u in uplinks for _, path in _paths(u)]
+    paths = [path for u in uplinks for _, path in family_paths(u)]
     routed = sum(1 for path in paths if path.get("route_installed"))
-    single = len(paths) == len(uplinks) and all(len(_paths(u)) == 1 for u in uplinks)
+    single = len(paths) == len(uplinks) and all(len(family_paths(u)) == 1 for u in uplinks)
     counted = f"{len(uplinks)} uplinks" if single else f"{len(paths)} uplink families"
     parts = [
         f"pingu {document.get('version', '?')}",
@@ -286,23 +286,23 @@ def _uplink_block(
     elif link.get("carrier") is False:
         trouble = " (no carrier)"
     lines: list[str] = []
-    for label, path in _paths(uplink):
+    for label, path in family_paths(uplink):
         if lines:
             lines.append("")
         lines.append(f"{label}  {path['state']} for {duration(path.get('since_s'))}{trouble}")
         rows: list[tuple[str, str]] = [
             ("why", path.get("why") or "-"),
-            ("gateway", _gateway(path)),
-            ("route", _route(path, uplink.get("metric"))),
-            ("last round", _last_round(path.get("last_round"), now)),
+            ("gateway", gateway_text(path)),
+            ("route", route_text(path, uplink.get("metric"))),
+            ("last round", last_round_text(path.get("last_round"), now)),
         ]
         targets = (path.get("last_round") or {}).get("targets") or []
         rows.extend(("", _target(t)) for t in targets)
         family = path.get("family", "ipv4")
         rounds = ((uplink.get("families") or {}).get(family) or {}).get("rounds")
         if rounds is not None:  # a daemon that keeps a history
-            rows.append(("rounds", _rounds(rounds)))
-        rows.append(("next round", _next_round(path)))
+            rows.append(("rounds", rounds_text(rounds)))
+        rows.append(("next round", next_round_text(path)))
         rows.append(("reset script", _reset_script(uplink.get("reset_script") or {}, now)))
         counters = path.get("counters")
         if counters:
@@ -314,7 +314,7 @@ def _uplink_block(
     return lines
 
 
-def _rounds(rounds: Sequence[Mapping[str, Any]]) -> str:
+def rounds_text(rounds: Sequence[Mapping[str, Any]]) -> str:
     """The sparkline of the rounds kept, with its scale and the echoes lost in them."""
     from pingu.domain.views import SPARK_BLOCKS, Mark, spark_scale, sparkline  # noqa: PLC0415
 
@@ -340,7 +340,7 @@ def _changes(events: Sequence[Mapping[str, Any]], now: float) -> list[tuple[str,
     for event in reversed(events[-CHANGES_SHOWN:]):
         did = ", ".join(event.get("changed") or [])
         text = (
-            f"{_clock(event['at'], now)} #{event['id']} {event['from']} -> {event['to']}: "
+            f"{clock_text(event['at'], now)} #{event['id']} {event['from']} -> {event['to']}: "
             f"{event.get('why')}{f'; {did}' if did else ''}"
         )
         rows.append(("changes" if not rows else "", text))
@@ -349,7 +349,7 @@ def _changes(events: Sequence[Mapping[str, Any]], now: float) -> list[tuple[str,
     return rows
 
 
-def _clock(when: str, now: float) -> str:
+def clock_text(when: str, now: float) -> str:
     """Local time of day within the last day (journalctl's clock), else date and time."""
     moment = datetime.fromisoformat(when)
     local = moment.astimezone()
@@ -358,19 +358,19 @@ def _clock(when: str, now: float) -> str:
     return local.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _gateway(uplink: Mapping[str, Any]) -> str:
+def gateway_text(uplink: Mapping[str, Any]) -> str:
     if not uplink.get("gateway_known"):
         return "not learned yet"
     return uplink.get("gateway") or "none (point-to-point)"
 
 
-def _route(path: Mapping[str, Any], metric: object) -> str:
+def route_text(path: Mapping[str, Any], metric: object) -> str:
     if path.get("route_installed"):
         return f"installed, metric {metric}"
     return f"not installed (metric {metric})"
 
 
-def _last_round(last: Mapping[str, Any] | None, now: float) -> str:
+def last_round_text(last: Mapping[str, Any] | None, now: float) -> str:
     if not last:
         return "none yet"
     targets = last.get("targets") or []
@@ -395,7 +395,7 @@ def _target(target: Mapping[str, Any]) -> str:
     )
 
 
-def _next_round(uplink: Mapping[str, Any]) -> str:
+def next_round_text(uplink: Mapping[str, Any]) -> str:
     if uplink.get("round_running"):
         return "running now"
     due = uplink.get("next_round_in_s")

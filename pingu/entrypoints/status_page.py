@@ -19,14 +19,14 @@ from typing import Any
 from pingu.domain.health import Health
 from pingu.domain.views import Mark, spark_scale, sparkline
 from pingu.entrypoints.status import (
-    _clock,
-    _gateway,
-    _last_round,
-    _next_round,
-    _paths,
-    _rounds,
-    _route,
+    clock_text,
     duration,
+    family_paths,
+    gateway_text,
+    last_round_text,
+    next_round_text,
+    rounds_text,
+    route_text,
 )
 
 REFRESH_S = 5  # the page reloads itself this often
@@ -97,7 +97,7 @@ def _e(value: object) -> str:
 
 def _title(document: Mapping[str, Any]) -> str:
     try:
-        paths = [p for u in document["uplinks"] for _, p in _paths(u)]
+        paths = [p for u in document["uplinks"] for _, p in family_paths(u)]
         routed = sum(1 for p in paths if p.get("route_installed"))
         return f"pingu: {routed}/{len(paths)} routed"
     except (KeyError, TypeError, AttributeError):
@@ -114,7 +114,7 @@ def _body(document: Mapping[str, Any], now: float) -> str:
     parts.extend(_all_down(document))
     parts.append('<div class="cards">')
     for uplink in uplinks:
-        for label, path in _paths(uplink):
+        for label, path in family_paths(uplink):
             parts.append(_card(uplink, label, path, now))
     parts.append("</div>")
     parts.append(_events(document, now))
@@ -158,10 +158,10 @@ def _card(uplink: Mapping[str, Any], label: str, path: Mapping[str, Any], now: f
     rows = [
         ("state", f"{state} for {duration(path.get('since_s'))}{trouble}"),
         ("why", path.get("why") or "-"),
-        ("gateway", _gateway(path)),
-        ("route", _route(path, uplink.get("metric"))),
-        ("last round", _last_round(path.get("last_round"), now)),
-        ("next round", _next_round(path)),
+        ("gateway", gateway_text(path)),
+        ("route", route_text(path, uplink.get("metric"))),
+        ("last round", last_round_text(path.get("last_round"), now)),
+        ("next round", next_round_text(path)),
     ]
     cells = "".join(f"<tr><td>{_e(key)}</td><td>{_e(value)}</td></tr>" for key, value in rows)
     rounds = ((uplink.get("families") or {}).get(family) or {}).get("rounds")
@@ -200,7 +200,7 @@ def _spark(rounds: Sequence[Mapping[str, Any]]) -> str:
             f'width="{BAR_W - 1}" height="{height}"/>'
         )
     width = len(marks) * BAR_W
-    text = _rounds(rounds)
+    text = rounds_text(rounds)
     return (
         f'<svg class="spark" width="{width}" height="{BAR_H}" viewBox="0 0 {width} {BAR_H}" '
         f'role="img" aria-label="{_e(sparkline(marks))}" data-spark="{_e(sparkline(marks))}">'
@@ -213,7 +213,7 @@ def _events(document: Mapping[str, Any], now: float) -> str:
     labels = {  # how the cards name each path: `wan1`, or `wan1/ipv6` when dual-stack
         (uplink["name"], path.get("family", "ipv4")): label
         for uplink in document["uplinks"]
-        for label, path in _paths(uplink)
+        for label, path in family_paths(uplink)
     }
     if events is None:  # a daemon that keeps no history
         return ""
@@ -225,7 +225,7 @@ def _events(document: Mapping[str, Any], now: float) -> str:
         name = labels.get((event.get("uplink"), family), f"{event.get('uplink')}/{family}")
         did = ", ".join(str(c) for c in event.get("changed") or [])
         cells = [
-            _clock(event["at"], now),
+            clock_text(event["at"], now),
             f"#{event['id']}",
             name,
             f"{event['from']} -> {event['to']}",
