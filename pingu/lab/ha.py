@@ -287,7 +287,7 @@ def write_check_script(path: Path, control_socket: str) -> str:
     path.write_text(
         "#!/bin/sh\n"
         f"PYTHONPATH={_process.helper_env()['PYTHONPATH']}\nexport PYTHONPATH\n"
-        f"exec {sys.executable} -m pingu status --check --socket {control_socket}\n"
+        f"exec {sys.executable} -m pingu status --check --timeout 2 --socket {control_socket}\n"
     )
     path.chmod(0o700)
     return str(path)

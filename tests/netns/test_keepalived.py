@@ -246,7 +246,8 @@ def example_with_pingu_at(directory: Path) -> Path:
     this pingu in ``directory``: the same `status --check` words."""
     launcher = directory / "pingu"
     write_check_script(launcher, "/run/pingu/control.sock")
-    text = launcher.read_text().replace("status --check --socket /run/pingu/control.sock", '"$@"')
+    words = "status --check --timeout 2 --socket /run/pingu/control.sock"
+    text = launcher.read_text().replace(words, '"$@"')
     launcher.write_text(text)
     config = directory / "keepalived.conf"
     config.write_text(EXAMPLE.read_text().replace("/usr/sbin/pingu ", f"{launcher} "))
@@ -257,7 +258,7 @@ def test_the_shipped_example_tracks_pingu_and_passes_keepalived_s_config_test(
     lab_factory: LabFactory, tmp_path: Path
 ) -> None:
     text = EXAMPLE.read_text()
-    assert re.search(r'^\s*script "/usr/sbin/pingu status --check"', text, re.MULTILINE)
+    assert re.search(r'^\s*script "/usr/sbin/pingu status --check --timeout 2"', text, re.MULTILINE)
     assert re.search(r"^\s*enable_script_security$", text, re.MULTILINE)
     for address in re.findall(r"\b\d+\.\d+\.\d+\.\d+\b", text):
         assert address.startswith("192.0.2."), f"{address}: not a documentation address"
