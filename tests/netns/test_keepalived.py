@@ -17,6 +17,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -147,18 +148,39 @@ def client_echoes_reach(pair: RouterPair, name: str) -> None:
         stop(echoes)
 
 
-def fail_over(pair: RouterPair, master: str, backup: str) -> tuple[float, float]:
-    """Cut both upstreams of ``master`` while the client echoes; the seconds from the cut
-    until the address is on ``backup`` only, and until the client's echoes reach
-    ``backup``'s internet."""
-    lab = pair.labs[master]
+@dataclass
+class Switch:
+    """Seconds from the cut of the master's upstreams to: pingu's all-down verdict there,
+    the address on the backup (as polled), the client's first echo through the backup."""
+
+    all_down: float
+    moved: float
+    reached: float
+
+    def __str__(self) -> str:
+        return (
+            f"cut -> pingu all down {self.all_down:.2f} s, -> address on the backup "
+            f"{self.moved:.2f} s, -> client's echoes through it {self.reached:.2f} s"
+        )
+
+
+def logged_at(line: str) -> float:
+    """The wall-clock time of a pingu log line (`2026-12-02 01:44:30,535 INFO ...`)."""
+    stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")  # local time, as logged
+    return stamp.timestamp()
+
+
+def fail_over(pair: RouterPair, master: Router, backup: str) -> Switch:
+    """Cut both upstreams of ``master`` while the client echoes; how long each step took."""
+    lab = pair.labs[master.name]
+    mark = master.pingu.mark()
     count = int(3 * SWITCH_S / ECHO_INTERVAL_S)
     echoes = pair.client_echoes(CLIENT_TARGET, count=count, interval=ECHO_INTERVAL_S)
     try:
-        until(lambda: first_echo_after(pair, master, 0) is not None,
-              f"the client's echoes through {master}", 10)  # fmt: skip
+        until(lambda: first_echo_after(pair, master.name, 0) is not None,
+              f"the client's echoes through {master.name}", 10)  # fmt: skip
         assert first_echo_after(pair, backup, 0) is None
-        cut = time.monotonic()
+        cut, wall_cut = time.monotonic(), time.time()
         for uplink in lab.uplinks:
             lab.cut_upstream(uplink)
         until(lambda: pair.holders() == [backup], f"the address on {backup} only", SWITCH_S)
@@ -169,7 +191,8 @@ def fail_over(pair: RouterPair, master: str, backup: str) -> tuple[float, float]
         assert reached is not None
     finally:
         stop(echoes)
-    return moved, reached - cut
+    line = master.pingu.wait_log(r" ERROR ALL UPLINKS DOWN", after=mark).string
+    return Switch(logged_at(line) - wall_cut, moved, reached - cut)
 
 
 def stop(process: subprocess.Popen[str]) -> None:
@@ -193,9 +216,7 @@ def test_the_address_moves_to_the_backup_and_back_to_the_master(
     pair: RouterPair, daemons: Daemons, keepaliveds: list[Keepalived], tmp_path: Path
 ) -> None:
     a, b = elect(pair, daemons, keepaliveds, tmp_path, preempt=True)
-    moved, reached = fail_over(pair, "a", "b")
-    print(f"\nVRRP switch: cut -> address on the backup {moved:.2f} s, "
-          f"-> client's echoes through it {reached:.2f} s")  # fmt: skip
+    print(f"\nVRRP switch: {fail_over(pair, a, 'b')}")
     assert "(LAN) Entering FAULT STATE" in a.keepalived.log()
     assert a.pingu.find_log("ALL UPLINKS DOWN")
     mark = len(b.keepalived.log())
@@ -211,9 +232,7 @@ def test_with_nopreempt_the_backup_keeps_the_address(
     pair: RouterPair, daemons: Daemons, keepaliveds: list[Keepalived], tmp_path: Path
 ) -> None:
     a, _ = elect(pair, daemons, keepaliveds, tmp_path, preempt=False)
-    moved, reached = fail_over(pair, "a", "b")
-    print(f"\nVRRP switch (nopreempt): cut -> address on the backup {moved:.2f} s, "
-          f"-> client's echoes through it {reached:.2f} s")  # fmt: skip
+    print(f"\nVRRP switch (nopreempt): {fail_over(pair, a, 'b')}")
     mark = len(a.keepalived.log())
     restore(pair, "a")
     a.keepalived.wait_log("VRRP_Script(pingu_uplinks) succeeded", SWITCH_S, after=mark)
