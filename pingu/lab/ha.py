@@ -293,6 +293,15 @@ def write_check_script(path: Path, control_socket: str) -> str:
     return str(path)
 
 
+def keepalived_path() -> str:
+    """Where keepalived is: on PATH, in the sbin directories, or in the project's cache,
+    where scripts/test-all unpacks Debian's package without installing it."""
+    found = _which(Keepalived.program)
+    if found is None:
+        raise LabError("keepalived is not installed (scripts/test-all unpacks it)")
+    return found
+
+
 class Keepalived(Program):
     """Debian's keepalived (VRRP only) in router ``ns``: in the foreground, logging to its
     output in detail, its pid files in its own directory."""
@@ -307,10 +316,7 @@ class Keepalived(Program):
         self.vrrp_pid_file = self.directory / "vrrp.pid"
 
     def _argv(self) -> list[str]:
-        binary = _which(self.program)
-        if binary is None:
-            raise LabError("keepalived is not installed (scripts/test-all unpacks it)")
-        return [binary, "--vrrp", "--dont-fork", "--log-console", "--log-detail",
+        return [keepalived_path(), "--vrrp", "--dont-fork", "--log-console", "--log-detail",
                 "--no-syslog", "--use-file", str(self.config), "--pid", str(self.pid_file),
                 "--vrrp_pid", str(self.vrrp_pid_file)]  # fmt: skip
 

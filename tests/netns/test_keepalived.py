@@ -23,8 +23,13 @@ from pathlib import Path
 import pytest
 
 from pingu.lab import Lab, Sandbox
-from pingu.lab.clients import _which
-from pingu.lab.ha import Keepalived, RouterPair, keepalived_config, write_check_script
+from pingu.lab.ha import (
+    Keepalived,
+    RouterPair,
+    keepalived_config,
+    keepalived_path,
+    write_check_script,
+)
 from tests.netns.conftest import LabFactory, namespaces_now
 from tests.netns.daemon import Daemons, RunningDaemon, until
 
@@ -250,9 +255,7 @@ def test_with_nopreempt_the_backup_keeps_the_address(
 def config_test(lab: Lab, tmp_path: Path, config: Path) -> tuple[int, str]:
     """keepalived's own `--config-test` of ``config``, in ``lab``'s daemon namespace and in
     a sandbox (private /run, /var/lib)."""
-    keepalived = _which("keepalived")
-    assert keepalived, "keepalived is not installed (scripts/test-all unpacks it)"
-    argv = [keepalived, "--config-test", "--use-file", str(config)]
+    argv = [keepalived_path(), "--config-test", "--use-file", str(config)]
     done = subprocess.run(
         Sandbox(tmp_path / "sandbox").argv(lab.daemon_ns, argv),
         capture_output=True, text=True, timeout=30, check=False,
