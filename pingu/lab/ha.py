@@ -243,13 +243,16 @@ def keepalived_config(
     fall: int = 1,
     rise: int = 2,
     advert_int: float = 1,
+    weight: int | None = None,
 ) -> str:
     """keepalived.conf for one router of the pair: VRRP instance ``LAN`` on ``lan0``
     holding 192.0.2.1/24 at ``priority``, tracking ``check_script`` (pingu's `status
-    --check`): its failure puts the instance in FAULT, which gives the address up at once.
-    Both routers start as BACKUP (``nopreempt`` needs it); without ``preempt`` a router
-    whose uplinks come back stays backup."""
+    --check`): its failure puts the instance in FAULT, which gives the address up at once,
+    or, with a (negative) ``weight``, only lowers the priority by that much. Both routers
+    start as BACKUP (``nopreempt`` needs it); without ``preempt`` a router whose uplinks
+    come back stays backup."""
     nopreempt = "" if preempt else "    nopreempt\n"
+    weighted = "" if weight is None else f"    weight {int(weight)}\n"
     return f"""global_defs {{
     router_id {router_id}
     enable_script_security
@@ -262,7 +265,7 @@ vrrp_script pingu_uplinks {{
     timeout 3
     fall {fall}
     rise {rise}
-}}
+{weighted}}}
 
 vrrp_instance LAN {{
     state BACKUP

@@ -82,7 +82,7 @@ def keepaliveds(daemons: Daemons) -> Iterator[list[Keepalived]]:
 
 def start_router(
     pair: RouterPair, daemons: Daemons, keepaliveds: list[Keepalived], name: str, *,
-    workdir: Path, preempt: bool,
+    workdir: Path, preempt: bool, weight: int | None = None,
 ) -> Router:  # fmt: skip
     """pingu over router ``name``'s two uplinks (both routed), then keepalived tracking it."""
     lab = pair.labs[name]
@@ -104,7 +104,7 @@ def start_router(
     script = write_check_script(own / "check-uplinks", socket_path)
     text = keepalived_config(
         router_id=f"pingu-lab-{name}", check_script=script, priority=PRIORITY[name],
-        preempt=preempt,
+        preempt=preempt, weight=weight,
     )  # fmt: skip
     keepalived = Keepalived(lab, pair.router_ns(name), f"keepalived-{name}", text)
     keepaliveds.append(keepalived)
@@ -114,15 +114,17 @@ def start_router(
 
 def elect(
     pair: RouterPair, daemons: Daemons, keepaliveds: list[Keepalived], workdir: Path, *,
-    preempt: bool,
+    preempt: bool, weight: int | None = None,
 ) -> tuple[Router, Router]:  # fmt: skip
     """Router a first, master once its first election ends; then b, its backup (in this
     order, so that the master is a even with ``nopreempt``)."""
     # keepalived's script security: no one but root may write the scripts' directories.
     os.chmod(workdir, 0o700)
-    a = start_router(pair, daemons, keepaliveds, "a", workdir=workdir, preempt=preempt)
+    a = start_router(pair, daemons, keepaliveds, "a", workdir=workdir, preempt=preempt,
+                     weight=weight)  # fmt: skip
     until(lambda: pair.holders() == ["a"], "a master", ELECTION_S)
-    b = start_router(pair, daemons, keepaliveds, "b", workdir=workdir, preempt=preempt)
+    b = start_router(pair, daemons, keepaliveds, "b", workdir=workdir, preempt=preempt,
+                     weight=weight)  # fmt: skip
     b.keepalived.wait_log("(LAN) Entering BACKUP STATE", ELECTION_S)
     assert pair.holders() == ["a"]
     assert "(LAN) Entering MASTER STATE" in a.keepalived.log()
@@ -247,6 +249,19 @@ def test_with_nopreempt_the_backup_keeps_the_address(
         assert pair.holders() == ["b"], "a took the address back despite nopreempt"
         time.sleep(0.1)
     client_echoes_reach(pair, "b")
+
+
+def test_with_a_weight_the_master_steps_down_by_priority_and_slower(
+    pair: RouterPair, daemons: Daemons, keepaliveds: list[Keepalived], tmp_path: Path
+) -> None:
+    """The example's alternative, ``weight -60``: a failed check takes a's priority from
+    150 to 90, below b's 100; a stays a candidate (no FAULT), and b takes over only when
+    a's lower-priority adverts no longer count: about three adverts after the check."""
+    a, _ = elect(pair, daemons, keepaliveds, tmp_path, preempt=True, weight=-60)
+    print(f"\nVRRP switch (weight -60): {fail_over(pair, a, 'b')}")
+    a.keepalived.wait_log("(LAN) Entering BACKUP STATE", SWITCH_S)
+    assert "FAULT" not in a.keepalived.log()
+    assert "(LAN) Changing effective priority from 150 to 90" in a.keepalived.log()
 
 
 # ---------------------------------------------------------------------- the shipped example

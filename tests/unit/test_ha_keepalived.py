@@ -35,6 +35,15 @@ def test_nopreempt_is_set_in_the_instance_only_when_asked() -> None:
     assert re.search(r"^\s*nopreempt$", instance(text), re.MULTILINE)
 
 
+def test_a_weight_lowers_the_priority_instead_of_the_fault_state() -> None:
+    plain = keepalived_config(router_id="r1", check_script="/x/check", priority=150)
+    assert "weight" not in plain
+    text = keepalived_config(router_id="r1", check_script="/x/check", priority=150, weight=-60)
+    script = re.search(r"^vrrp_script pingu_uplinks \{\n(.*?)^\}", text, re.MULTILINE | re.DOTALL)
+    assert script
+    assert re.search(r"^\s*weight -60$", script.group(1), re.MULTILINE)
+
+
 def test_the_track_script_is_root_s_alone_and_runs_pingu_s_check(tmp_path: Path) -> None:
     script = Path(write_check_script(tmp_path / "check", str(tmp_path / "none.sock")))
     assert stat.S_IMODE(script.stat().st_mode) == 0o700
