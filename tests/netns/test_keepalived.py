@@ -3,7 +3,8 @@ two uplinks and Debian's keepalived, whose track script is pingu's `status --che
 client's default gateway is the VRRP address (:mod:`pingu.lab.ha`). When every uplink of the
 master dies, the address moves to the backup and the client's echoes reach the internet
 through it; when the uplinks come back, the master takes the address back, or, with
-``nopreempt``, leaves it. The shipped example passes keepalived's own configuration test.
+``nopreempt``, leaves it; with ``weight`` instead of the FAULT state, the master steps down
+by priority. The shipped example passes keepalived's own configuration test.
 
 The switch times are printed (``pytest -s`` shows them): from the cut of the master's two
 upstreams to the address on the backup, and to the first echo of the client that the
