@@ -136,7 +136,9 @@ PACKAGES = {
     "udhcpc": "udhcpc",
     "unshare": "util-linux",
     "mount": "mount",
+    "keepalived": "keepalived",
 }
+PROJECT_SBIN = str(Path(__file__).resolve().parents[2] / ".cache" / "debian" / "usr" / "sbin")
 UDHCPC_SCRIPTS = ("/etc/udhcpc/default.script", "/usr/share/udhcpc/default.script")
 
 T = TypeVar("T")
@@ -169,8 +171,10 @@ def require(*programs: str) -> None:
 
 
 def _which(program: str) -> str | None:
-    # Root's PATH may lack the sbin directories when run under sudo or nox.
-    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    # Root's PATH may lack the sbin directories when run under sudo or nox; last, the
+    # project's cache, where scripts/test-all unpacks programs it must not install
+    # (keepalived: its package would start a service on this machine).
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", PROJECT_SBIN])
     return shutil.which(program, path=path)
 
 
