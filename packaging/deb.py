@@ -263,6 +263,16 @@ def install_files(stage: Path, version: str, date: int) -> None:
     write_gz(doc / "README.md.gz", (ROOT / "README.md").read_text())
     write_gz(doc / "changelog.gz", changelog(version, date))
     write(doc / "copyright", copyright_file(stage))
+    # What a fleet and a pair of routers start from (the README explains each).
+    for example in EXAMPLES:
+        write(doc / "examples" / example.name, example.read_text())
+
+
+EXAMPLES = (
+    HERE / "keepalived" / "keepalived.conf.example",
+    HERE / "prometheus" / "pingu-rules.yml",
+    HERE / "grafana" / "pingu-dashboard.json",
+)
 
 
 def changelog(version: str, date: int) -> str:

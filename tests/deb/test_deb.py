@@ -63,6 +63,9 @@ def test_the_package_holds_what_an_operator_needs(deb: Path) -> None:
         "/usr/share/bash-completion/completions/pingu",
         "/usr/share/doc/pingu/copyright",
         "/usr/share/doc/pingu/changelog.gz",
+        "/usr/share/doc/pingu/examples/keepalived.conf.example",
+        "/usr/share/doc/pingu/examples/pingu-rules.yml",
+        "/usr/share/doc/pingu/examples/pingu-dashboard.json",
         "/usr/lib/pingu/pyvenv.cfg",
     } <= paths
     assert not [p for p in paths if "__pycache__" in p or p.endswith(".pyc")]
