@@ -78,6 +78,13 @@ def test_one_failover_followed_by_its_event_id_and_the_check(
     assert check(pingu, "--family", "ipv4") == 0
     assert check(pingu, "--family", "ipv6") == 1  # managed in IPv4 only
 
+    def wan1_rounds() -> list[dict[str, Any]]:
+        rounds: list[dict[str, Any]] = document(pingu)["uplinks"][0]["families"]["ipv4"]["rounds"]
+        return rounds
+
+    # A round that passed before the cut (the first may still be under way, and a cut that
+    # comes during it makes it fail).
+    until(lambda: any(r["passed"] for r in wan1_rounds()), "a round of wan1 passing", WAIT_S)
     lab.cut_upstream("wan1")
     found = pingu.wait_log(r" wan1 up -> down: .*; route metric 100 removed \(event (\d+)\)$")
     event_id = int(found[1])
@@ -95,7 +102,7 @@ def test_one_failover_followed_by_its_event_id_and_the_check(
     assert event["changed"] == ["route metric 100 removed", "down_script run"]
     assert status["last_event_id"] >= event_id
     rounds = status["uplinks"][0]["families"]["ipv4"]["rounds"]
-    assert rounds[0]["passed"] is True
+    assert any(r["passed"] for r in rounds[:-1])
     assert rounds[-1]["passed"] is False
     assert rounds[-1]["received"] == 0
 
