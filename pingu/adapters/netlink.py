@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import logging
 import os
@@ -51,6 +52,7 @@ _UNUSABLE_ADDRESS = IFA_F_DADFAILED | IFA_F_DEPRECATED | IFA_F_TENTATIVE
 RT_SCOPE_UNIVERSE = 0
 USER_HZ = 100  # rta_expires of RTA_CACHEINFO counts in clock ticks
 DUMP_ATTEMPTS = 5
+PUT_BACK_METRICS = 16  # metrics tried for a captured IPv6 route put back apart
 RESYNC_PAUSE_S = 0.2
 RESYNC_PAUSE_MAX_S = 5.0
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
@@ -427,6 +429,54 @@ class NetlinkRouteTable:
         if not added and route.family is Family.IPV6:
             await self._change("replace", route, ok=set())
 
+    async def put_back(self, route: Route) -> Route:
+        """Put a captured route back at a stop, whole; the route as it went in.
+
+        In IPv6 the kernel keeps its own router-advertisement routes of one metric apart,
+        but merges any other route added to a slot that holds a route through another link
+        or gateway into one multipath route (a route added through netlink cannot be
+        marked as the kernel marks its own). Two uplinks' RA routes put back at metric
+        1024 would spread the box's IPv6 traffic over both. So the route goes in only
+        where it stands alone: at its own metric when that slot is free or holds this
+        very path (pingu's own route of it is then replaced), else at the next free
+        metric above (at most PUT_BACK_METRICS tries): the kernel brings its own route
+        back at the router's next advertisement."""
+        if route.family is not Family.IPV6:
+            await self.install(route)
+            return route
+        for step in range(PUT_BACK_METRICS):
+            candidate = dataclasses.replace(route, metric=route.metric + step)
+            if await self._change("add", candidate, ok={errno.EEXIST}):
+                return candidate
+            if await self._holds_path(candidate):
+                await self._change("replace", candidate, ok=set())
+                return candidate
+        raise RouteChangeFailed(
+            f"put back {route.describe()}: metrics {route.metric} to "
+            f"{route.metric + PUT_BACK_METRICS - 1} all hold other routes"
+        )
+
+    async def _holds_path(self, route: Route) -> bool:
+        """Whether the route's slot holds a route through its link and gateway."""
+        ipr = await self._request_socket()
+        family = ADDRESS_FAMILIES[route.family]
+        for attempt in range(1, DUMP_ATTEMPTS + 1):
+            found = False
+            try:
+                dump = await ipr.route("dump", dump_filter={}, family=family, table=route.table)
+                async for msg in dump:
+                    there = route_of(msg, self.name_of)
+                    found |= there is not None and (
+                        there.slot == route.slot
+                        and there.ifindex == route.ifindex
+                        and there.gateway == route.gateway
+                    )
+            except NetlinkDumpInterrupted:
+                log.debug("netlink dump interrupted (attempt %d), dumping again", attempt)
+                continue
+            return found
+        raise RouteChangeFailed(f"put back {route.describe()}: the table kept changing")
+
     async def remove(self, route: Route) -> None:
         """Remove pingu's route by its exact key; already gone is success."""
         await self._change("del", route, ok={errno.ESRCH, errno.ENOENT})
@@ -440,7 +490,7 @@ class NetlinkRouteTable:
         one of the `ok` errors (nothing to do)."""
         ipr = await self._request_socket()
         spec = route_spec(route)
-        adding = command in ("append", "replace")
+        adding = command in ("add", "append", "replace")
         try:
             await ipr.route(command, **(with_lifetime(spec, route) if adding else spec))
         except NetlinkError as error:

@@ -315,6 +315,19 @@ class Daemon:
 
     async def _act(self, action: Action, stopping: bool) -> None:
         match action:
+            case RestoreCapturedRoute(route=route) if stopping:
+                put = await self.route_table.put_back(route)
+                if put.metric != route.metric:
+                    log.warning(
+                        "%s/%s: its route %s put back with metric %d: at metric %d the kernel "
+                        "would merge it with another uplink's route into one multipath route "
+                        "(the router's next advertisement brings the kernel's own back)",
+                        route.ifname or f"#{route.ifindex}",
+                        route.family.label,
+                        route.describe(),
+                        put.metric,
+                        route.metric,
+                    )
             case InstallOwnRoute(route=route) | RestoreCapturedRoute(route=route):
                 await self.route_table.install(route)
             case RemoveOwnRoute(route=route):
