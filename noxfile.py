@@ -61,7 +61,10 @@ def netns(session: nox.Session) -> None:
             "run it as root, e.g. `sudo nox -s netns`"
         )
     session.install(*TEST_DEPS)
-    session.run("pytest", "tests/netns", "-p", "no:cacheprovider", *session.posargs)
+    # The slowest tests named in every run: where the suite's time goes.
+    session.run(
+        "pytest", "tests/netns", "-p", "no:cacheprovider", "--durations=15", *session.posargs
+    )
 
 
 @nox.session

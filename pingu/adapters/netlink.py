@@ -440,7 +440,8 @@ class NetlinkRouteTable:
         where it stands alone: at its own metric when that slot is free or holds this
         very path (pingu's own route of it is then replaced), else at the next free
         metric above (at most PUT_BACK_METRICS tries): the kernel brings its own route
-        back at the router's next advertisement."""
+        back at the router's next advertisement. A route of the path already there with
+        the captured route's protocol (the kernel's, re-added meanwhile) is left as it is."""
         if route.family is not Family.IPV6:
             await self.install(route)
             return route
@@ -448,29 +449,32 @@ class NetlinkRouteTable:
             candidate = dataclasses.replace(route, metric=route.metric + step)
             if await self._change("add", candidate, ok={errno.EEXIST}):
                 return candidate
-            if await self._holds_path(candidate):
-                await self._change("replace", candidate, ok=set())
+            there = await self._same_path(candidate)
+            if there is not None:
+                if there.proto != candidate.proto:  # pingu's own route of the path
+                    await self._change("replace", candidate, ok=set())
                 return candidate
         raise RouteChangeFailed(
             f"put back {route.describe()}: metrics {route.metric} to "
             f"{route.metric + PUT_BACK_METRICS - 1} all hold other routes"
         )
 
-    async def _holds_path(self, route: Route) -> bool:
-        """Whether the route's slot holds a route through its link and gateway."""
+    async def _same_path(self, route: Route) -> Route | None:
+        """The route in `route`'s slot through its link and gateway, if there is one."""
         ipr = await self._request_socket()
         family = ADDRESS_FAMILIES[route.family]
         for attempt in range(1, DUMP_ATTEMPTS + 1):
-            found = False
+            found: Route | None = None
             try:
                 dump = await ipr.route("dump", dump_filter={}, family=family, table=route.table)
                 async for msg in dump:
                     there = route_of(msg, self.name_of)
-                    found |= there is not None and (
+                    if there is not None and (
                         there.slot == route.slot
                         and there.ifindex == route.ifindex
                         and there.gateway == route.gateway
-                    )
+                    ):
+                        found = there
             except NetlinkDumpInterrupted:
                 log.debug("netlink dump interrupted (attempt %d), dumping again", attempt)
                 continue
