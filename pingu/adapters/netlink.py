@@ -423,10 +423,12 @@ class NetlinkRouteTable:
         IPv6 keeps one route per destination, metric and next hop, whatever its protocol:
         there, "File exists" may come of a client's route in that slot (dhcpcd's, given
         the uplink's metric), which would be taken for pingu's and then deleted as
-        captured, leaving none. So it is replaced, in one call: the route left is this one
-        (an identical one of pingu's is replaced by itself)."""
+        captured, leaving none; or pingu's own with other attributes (a route metric the
+        last advertisement no longer gives), which a removal of the old one would then
+        take away. So unless the route there is this very one, it is replaced, in one
+        call: the route left is this one."""
         added = await self._change("append", route, ok={errno.EEXIST})
-        if not added and route.family is Family.IPV6:
+        if not added and route.family is Family.IPV6 and await self._same_path(route) != route:
             await self._change("replace", route, ok=set())
 
     async def put_back(self, route: Route) -> Route:

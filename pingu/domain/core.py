@@ -16,6 +16,7 @@ from typing import TypeAlias
 
 from pingu.domain.commands import (
     Action,
+    ConfirmOwnRoute,
     DeleteCapturedRoute,
     EndFlows,
     InstallOwnRoute,
@@ -134,6 +135,11 @@ class Path:
     stale: list[Route] = field(default_factory=list)
     lingering: list[Route] = field(default_factory=list)
     unnotified: list[Route] = field(default_factory=list)
+    # A foreign route came while pingu's was believed in place: pingu's is asked for again
+    # (and confirmed) before that one is deleted. A client that deletes pingu's route as
+    # it adds its own (dhcpcd, at each renewal) has done so already, and only the
+    # notification of it was still on its way.
+    unconfirmed: bool = False
     probing: bool = False
     round_id: int = 0
     next_round_at: float = 0.0
@@ -647,6 +653,7 @@ class Core:
             self._by_index[route.ifindex] = link.name
         if route not in path.lingering:
             path.lingering.append(route)
+        path.unconfirmed = path.unconfirmed or path.installed is not None
         changed = not alive and (old is None or old.gateway != route.gateway)
         if changed:
             self._round_now(path, now)
@@ -756,6 +763,12 @@ class Core:
         for path in self._paths():
             desired = self._desired(path)
             target = None if desired == path.refused else desired
+            confirm = path.unconfirmed and path.lingering and target is not None
+            path.unconfirmed = False
+            if confirm and path.installed == target and target not in self._pending:
+                assert target is not None
+                self._pending.add(target)
+                makes.append(ConfirmOwnRoute(target))
             for change in route_diff(path.installed, target):
                 if isinstance(change, InstallOwnRoute):
                     if change.route not in self._pending:

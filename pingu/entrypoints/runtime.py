@@ -19,6 +19,7 @@ from pingu.adapters.privileges import privilege_problem
 from pingu.adapters.systemd import Notifier, watchdog_interval
 from pingu.domain.commands import (
     Action,
+    ConfirmOwnRoute,
     DeleteCapturedRoute,
     EndFlows,
     InstallOwnRoute,
@@ -328,7 +329,11 @@ class Daemon:
                         put.metric,
                         route.metric,
                     )
-            case InstallOwnRoute(route=route) | RestoreCapturedRoute(route=route):
+            case (
+                InstallOwnRoute(route=route)
+                | ConfirmOwnRoute(route=route)
+                | RestoreCapturedRoute(route=route)
+            ):
                 await self.route_table.install(route)
             case RemoveOwnRoute(route=route):
                 await self.route_table.remove(route)
@@ -505,7 +510,11 @@ class Daemon:
 def _added(action: Action) -> Route | None:
     """The route an action puts in the table, whose outcome the core is told of."""
     match action:
-        case InstallOwnRoute(route=route) | RestoreCapturedRoute(route=route):
+        case (
+            InstallOwnRoute(route=route)
+            | ConfirmOwnRoute(route=route)
+            | RestoreCapturedRoute(route=route)
+        ):
             return route
         case _:
             return None

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from dependency_injector import containers, providers
 
 from pingu.domain.commands import (
+    ConfirmOwnRoute,
     DeleteCapturedRoute,
     EndFlows,
     InstallOwnRoute,
@@ -77,7 +78,11 @@ class FakeKernel:
 
     def _apply(self, command: Output) -> RouteInstalled | RouteRefused | None:
         match command:
-            case InstallOwnRoute(route=route) | RestoreCapturedRoute(route=route):
+            case (
+                InstallOwnRoute(route=route)
+                | ConfirmOwnRoute(route=route)
+                | RestoreCapturedRoute(route=route)
+            ):
                 if route in self.refuse:
                     return RouteRefused(route, "Nexthop has invalid gateway")
                 self.routes.add(route)

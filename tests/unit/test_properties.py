@@ -319,3 +319,55 @@ def test_never_without_a_default_route_while_one_is_wanted(
                 )
         for route in wanted_after:
             assert route in driver.kernel.routes, (route, event)
+
+
+class ClientSwap:
+    """A client adds its route and deletes pingu's route of that interface, taking it for
+    its own old one (dhcpcd at each renewal): pingu hears of the addition first, and of
+    the deletion only after it has acted on the addition."""
+
+    def __init__(self, pick: int) -> None:
+        self.pick = pick
+
+
+swap_steps = st.lists(
+    st.tuples(
+        st.one_of(verdicts(), carrier(), st.integers(0, 5).map(ClientSwap)),
+        st.sampled_from((0.0, 0.5, 5.0, 61.0)),
+    ),
+    max_size=40,
+)
+
+
+@SETTINGS
+@given(swap_steps, st.sampled_from(list(WhenAllDown)))
+def test_a_client_deleting_pingus_route_as_it_adds_its_own_never_leaves_no_default_route(
+    sequence: list[tuple[object, float]], when_all_down: WhenAllDown
+) -> None:
+    """Whatever else happens, the client's swap and pingu's answer to it never take the
+    table's last default route away, and pingu's wanted routes are all in after it."""
+    driver, links = started(when_all_down, 1)
+    for step, delay in sequence:
+        driver.clock.advance(delay)
+        if not isinstance(step, ClientSwap):
+            event = event_of(driver, step, links)
+            if event is not None:
+                driver.send(event)
+            continue
+        mine = sorted(driver.kernel.own("wan1") + driver.kernel.own("wan2"), key=repr)
+        if not mine:
+            continue
+        pingus = mine[step.pick % len(mine)]
+        clients = Route(pingus.ifindex, pingus.ifname, pingus.gateway, 1024, 16)
+        start = len(driver.kernel.history)
+        driver.kernel.routes.add(clients)
+        driver.kernel.history.append((RouteAppeared(clients), frozenset(driver.kernel.routes)))
+        driver.kernel.routes.discard(pingus)
+        driver.kernel.history.append((RouteVanished(pingus), frozenset(driver.kernel.routes)))
+        now = driver.clock.monotonic
+        driver.carry_out(driver.core.handle(RouteAppeared(clients), now()))
+        driver.carry_out(driver.core.handle(RouteVanished(pingus), now()))
+        tables = [table for _, table in driver.kernel.history[start:]]
+        assert all(has_default(table) for table in tables), driver.kernel.history[start:]
+        for route in driver.core.desired_routes():
+            assert route in driver.kernel.routes, (route, step)
