@@ -228,12 +228,11 @@ class Core:
         """Apply `event` at monotonic time `now`; what must be done, in order, and told."""
         outputs: list[Output] = []
         match event:
-            case RouteAppeared(route=route) if self._late_notification(route):
-                pass
             case RouteAppeared(route=route, replaced=replaced):
-                if replaced:
-                    outputs += self._displaced_by(route)
-                outputs += self._route_appeared(route, now)
+                if not self._late_notification(route):
+                    if replaced:
+                        outputs += self._displaced_by(route)
+                    outputs += self._route_appeared(route, now)
             case RouteVanished(route=route):
                 outputs += self._route_vanished(route)
             case LinkChanged():
