@@ -61,10 +61,7 @@ def netns(session: nox.Session) -> None:
             "run it as root, e.g. `sudo nox -s netns`"
         )
     session.install(*TEST_DEPS)
-    # The slowest tests named in every run: where the suite's time goes.
-    session.run(
-        "pytest", "tests/netns", "-p", "no:cacheprovider", "--durations=15", *session.posargs
-    )
+    session.run("pytest", "tests/netns", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session

@@ -478,10 +478,8 @@ def _capture_reading(kind: str, peak_fds: int) -> str:
     if kind == "renewal":
         return (
             "Timed from the kernel's RTM_NEWROUTE to its RTM_DELROUTE on one monitor. "
-            "pingu's route is already right, so a capture is one netlink event in, its "
-            'route confirmed (an add the kernel answers with "File exists": a client '
-            "may have deleted it), one delete out; the tail is the event loop being busy "
-            "with a round when the event "
+            "pingu's route is already right, so a capture is one netlink event in, one "
+            "delete out; the tail is the event loop being busy with a round when the event "
             f"arrives, and CPU contention on this 2-core machine (peak {peak_fds} open fds)."
         )
     return (
@@ -602,9 +600,7 @@ def capture_ra(ctx: Context) -> Result:
         f"would, with its {RA_LIFETIME_S} s lifetime). Timed as the DHCP renewal above, "
         "from its RTM_NEWROUTE to its RTM_DELROUTE on one monitor: pingu's IPv6 route is "
         "already right, so a renewal is one netlink event in (the router's lifetime "
-        'renewed), its route confirmed (an add answered "File exists", and a read of '
-        "the slot: IPv6 says that for a route of another protocol too), one delete out, "
-        "no route of pingu's changed and no round started; the "
+        "renewed), one delete out, no route of pingu's touched and no round started; the "
         "tail is the event loop busy with a round of either family when the event arrives, "
         f"and CPU contention on this 2-core machine (peak {captures.peak_fds} open fds).",
         s.get("p99", 99) <= 0.020 and clean and not captures.missed,

@@ -109,12 +109,8 @@ def write_markdown(
         "set next to the targets of issue 7.",
         "",
         f"- machine: `{m['uname']}`; CPU {m['cpu_model']}, {m['cores']} cores, "
-        f"{m['memory_mb']} MB; load average at the end {m['load_average_at_end'][0]:.2f}"
-        + (
-            " (other work shared the machine: expect noise in the tails)"
-            if m["load_average_at_end"][0] >= 1.0
-            else " (a quiet machine)"
-        ),
+        f"{m['memory_mb']} MB; load average at the end {m['load_average_at_end'][0]:.2f} "
+        "(other work shared the machine: expect noise in the tails)",
         f"- versions: kernel {m['kernel']}, Python {m['python']}, pyroute2 {m['pyroute2']}, "
         f"dependency-injector {m['dependency_injector']}, pingu {m['pingu']} "
         f"(commit {m['commit']})",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import errno
 import logging
 import os
@@ -52,7 +51,6 @@ _UNUSABLE_ADDRESS = IFA_F_DADFAILED | IFA_F_DEPRECATED | IFA_F_TENTATIVE
 RT_SCOPE_UNIVERSE = 0
 USER_HZ = 100  # rta_expires of RTA_CACHEINFO counts in clock ticks
 DUMP_ATTEMPTS = 5
-PUT_BACK_METRICS = 16  # metrics tried for a captured IPv6 route put back apart
 RESYNC_PAUSE_S = 0.2
 RESYNC_PAUSE_MAX_S = 5.0
 RTM_NEWROUTE, RTM_DELROUTE = 24, 25
@@ -423,65 +421,11 @@ class NetlinkRouteTable:
         IPv6 keeps one route per destination, metric and next hop, whatever its protocol:
         there, "File exists" may come of a client's route in that slot (dhcpcd's, given
         the uplink's metric), which would be taken for pingu's and then deleted as
-        captured, leaving none; or pingu's own with other attributes (a route metric the
-        last advertisement no longer gives), which a removal of the old one would then
-        take away. So unless the route there is this very one, it is replaced, in one
-        call: the route left is this one."""
+        captured, leaving none. So it is replaced, in one call: the route left is this one
+        (an identical one of pingu's is replaced by itself)."""
         added = await self._change("append", route, ok={errno.EEXIST})
-        if not added and route.family is Family.IPV6 and await self._same_path(route) != route:
+        if not added and route.family is Family.IPV6:
             await self._change("replace", route, ok=set())
-
-    async def put_back(self, route: Route) -> Route:
-        """Put a captured route back at a stop, whole; the route as it went in.
-
-        In IPv6 the kernel keeps its own router-advertisement routes of one metric apart,
-        but merges any other route added to a slot that holds a route through another link
-        or gateway into one multipath route (a route added through netlink cannot be
-        marked as the kernel marks its own). Two uplinks' RA routes put back at metric
-        1024 would spread the box's IPv6 traffic over both. So the route goes in only
-        where it stands alone: at its own metric when that slot is free or holds this
-        very path (pingu's own route of it is then replaced), else at the next free
-        metric above (at most PUT_BACK_METRICS tries): the kernel brings its own route
-        back at the router's next advertisement. A route of the path already there with
-        the captured route's protocol (the kernel's, re-added meanwhile) is left as it is."""
-        if route.family is not Family.IPV6:
-            await self.install(route)
-            return route
-        for step in range(PUT_BACK_METRICS):
-            candidate = dataclasses.replace(route, metric=route.metric + step)
-            if await self._change("add", candidate, ok={errno.EEXIST}):
-                return candidate
-            there = await self._same_path(candidate)
-            if there is not None:
-                if there.proto != candidate.proto:  # pingu's own route of the path
-                    await self._change("replace", candidate, ok=set())
-                return candidate
-        raise RouteChangeFailed(
-            f"put back {route.describe()}: metrics {route.metric} to "
-            f"{route.metric + PUT_BACK_METRICS - 1} all hold other routes"
-        )
-
-    async def _same_path(self, route: Route) -> Route | None:
-        """The route in `route`'s slot through its link and gateway, if there is one."""
-        ipr = await self._request_socket()
-        family = ADDRESS_FAMILIES[route.family]
-        for attempt in range(1, DUMP_ATTEMPTS + 1):
-            found: Route | None = None
-            try:
-                dump = await ipr.route("dump", dump_filter={}, family=family, table=route.table)
-                async for msg in dump:
-                    there = route_of(msg, self.name_of)
-                    if there is not None and (
-                        there.slot == route.slot
-                        and there.ifindex == route.ifindex
-                        and there.gateway == route.gateway
-                    ):
-                        found = there
-            except NetlinkDumpInterrupted:
-                log.debug("netlink dump interrupted (attempt %d), dumping again", attempt)
-                continue
-            return found
-        raise RouteChangeFailed(f"put back {route.describe()}: the table kept changing")
 
     async def remove(self, route: Route) -> None:
         """Remove pingu's route by its exact key; already gone is success."""
@@ -496,7 +440,7 @@ class NetlinkRouteTable:
         one of the `ok` errors (nothing to do)."""
         ipr = await self._request_socket()
         spec = route_spec(route)
-        adding = command in ("add", "append", "replace")
+        adding = command in ("append", "replace")
         try:
             await ipr.route(command, **(with_lifetime(spec, route) if adding else spec))
         except NetlinkError as error:

@@ -29,14 +29,6 @@ class InstallOwnRoute:
 
 
 @dataclass(frozen=True)
-class ConfirmOwnRoute:
-    """Make sure pingu's own route, believed in place, is in the table (add it again if
-    someone deleted it meanwhile) before a captured route goes; reported as an install."""
-
-    route: Route
-
-
-@dataclass(frozen=True)
 class RemoveOwnRoute:
     """Remove one of pingu's own routes; already gone is not an error."""
 
@@ -118,9 +110,7 @@ class EndFlows:
     waited_s: float = 0.0  # the quiet period it waited for
 
 
-RouteAction = (
-    InstallOwnRoute | ConfirmOwnRoute | RemoveOwnRoute | DeleteCapturedRoute | RestoreCapturedRoute
-)
+RouteAction = InstallOwnRoute | RemoveOwnRoute | DeleteCapturedRoute | RestoreCapturedRoute
 """An action on table main."""
 
 Action = RouteAction | StartProbe | RunScript | EndFlows

@@ -16,7 +16,6 @@ from typing import TypeAlias
 
 from pingu.domain.commands import (
     Action,
-    ConfirmOwnRoute,
     DeleteCapturedRoute,
     EndFlows,
     InstallOwnRoute,
@@ -69,10 +68,6 @@ from pingu.domain.views import (
 
 Output: TypeAlias = Action | Report
 
-# Routes per path a table read showed before their notification, remembered until that
-# notification (or their deletion) comes: a few at most, whatever the kernel does.
-UNNOTIFIED_KEPT = 8
-
 
 @dataclass(frozen=True)
 class Decision:
@@ -122,9 +117,7 @@ class Path:
     Routes in the table that concern it: `installed` is pingu's route serving it (confirmed
     by the shell or seen in the table); `stale` are pingu's routes that must go (an old
     gateway, an old metric, a duplicate); `lingering` are captured foreign routes still in
-    the table, deleted once pingu's replacement is in (or none is wanted); `unnotified`
-    are foreign routes a full read of the table showed before their notification had been
-    handled (captured then: that notification, when it comes, is no new route).
+    the table, deleted once pingu's replacement is in (or none is wanted).
     """
 
     link: Link
@@ -134,12 +127,6 @@ class Path:
     installed: Route | None = None
     stale: list[Route] = field(default_factory=list)
     lingering: list[Route] = field(default_factory=list)
-    unnotified: list[Route] = field(default_factory=list)
-    # A foreign route came while pingu's was believed in place: pingu's is asked for again
-    # (and confirmed) before that one is deleted. A client that deletes pingu's route as
-    # it adds its own (dhcpcd, at each renewal) has done so already, and only the
-    # notification of it was still on its way.
-    unconfirmed: bool = False
     probing: bool = False
     round_id: int = 0
     next_round_at: float = 0.0
@@ -229,12 +216,11 @@ class Core:
         outputs: list[Output] = []
         match event:
             case RouteAppeared(route=route, replaced=replaced):
-                if not self._late_notification(route):
-                    if replaced:
-                        outputs += self._displaced_by(route)
-                    outputs += self._route_appeared(route, now)
+                if replaced:
+                    outputs += self._displaced_by(route)
+                outputs += self._route_appeared(route, now)
             case RouteVanished(route=route):
-                outputs += self._route_vanished(route)
+                self._route_vanished(route)
             case LinkChanged():
                 outputs += self._link_changed(event, now)
             case LinkVanished(ifindex=ifindex, ifname=ifname):
@@ -652,7 +638,6 @@ class Core:
             self._by_index[route.ifindex] = link.name
         if route not in path.lingering:
             path.lingering.append(route)
-        path.unconfirmed = path.unconfirmed or path.installed is not None
         changed = not alive and (old is None or old.gateway != route.gateway)
         if changed:
             self._round_now(path, now)
@@ -681,34 +666,17 @@ class Core:
         self._orphans = [r for r in self._orphans if r.slot != route.slot or r == route]
         return outputs
 
-    def _late_notification(self, route: Route) -> bool:
-        """Whether `route`'s notification comes after a full read of the table showed it
-        and it was captured: the kernel tells of changes in their order, so one that comes
-        before the route's deletion is of the route the read showed, not a new one."""
-        path = self._path_of(route)
-        if path is None or route not in path.unnotified:
-            return False
-        path.unnotified.remove(route)
-        return True
-
-    def _route_vanished(self, route: Route) -> list[Output]:
+    def _route_vanished(self, route: Route) -> None:
         if route.table != MAIN_TABLE or not route.is_default:
-            return []
+            return
         path = self._path_of(route)
         self._orphans = [r for r in self._orphans if r != route]
         if path is None:
-            return []
-        outputs: list[Output] = []
-        if route in path.unnotified:
-            # Its deletion came first: there never was a notification of it.
-            path.unnotified.remove(route)
-            what = f"{route.describe()} had been added without a notification: captured"
-            outputs.append(TableRepaired(path.name, what, path.family))
+            return
         if path.installed == route:
             path.installed = None  # deleted by someone else: the next settle puts it back
         path.stale = [r for r in path.stale if r != route]
         path.lingering = [r for r in path.lingering if r != route]
-        return outputs
 
     def _route_installed(self, route: Route) -> None:
         """The shell confirms that `route`, which the core asked for, is in the table."""
@@ -762,12 +730,6 @@ class Core:
         for path in self._paths():
             desired = self._desired(path)
             target = None if desired == path.refused else desired
-            confirm = path.unconfirmed and path.lingering and target is not None
-            path.unconfirmed = False
-            if confirm and path.installed == target and target not in self._pending:
-                assert target is not None
-                self._pending.add(target)
-                makes.append(ConfirmOwnRoute(target))
             for change in route_diff(path.installed, target):
                 if isinstance(change, InstallOwnRoute):
                     if change.route not in self._pending:
@@ -823,11 +785,9 @@ class Core:
                 and route in defaults
                 and route not in owner.lingering
             )
-            if unseen and owner is not None and route not in owner.unnotified:
-                # Its notification may still be on its way (the read can overtake it), or
-                # lost: which one, the order of what comes next tells (_late_notification,
-                # _route_vanished). Bounded: a lost one is forgotten after a few more.
-                owner.unnotified = [*owner.unnotified, route][-UNNOTIFIED_KEPT:]
+            if unseen and owner is not None:
+                what = f"{route.describe()} was added without a notification: capturing it"
+                outputs.append(TableRepaired(owner.name, what, owner.family))
             outputs += self._route_appeared(route, now)
         self._unread.clear()
         return outputs

@@ -17,7 +17,6 @@ from enum import Enum
 
 from pingu.domain.commands import (
     Action,
-    ConfirmOwnRoute,
     DeleteCapturedRoute,
     EndFlows,
     InstallOwnRoute,
@@ -497,10 +496,6 @@ def _action_line(action: Action, told: bool) -> Line | None:
             return Line(Level.DEBUG if told else Level.INFO, f"installed {route.describe()}")
         case RemoveOwnRoute(route=route):
             return Line(Level.DEBUG if told else Level.INFO, f"removed {route.describe()}")
-        case ConfirmOwnRoute(route=route):
-            return Line(
-                Level.DEBUG, f"confirmed {route.describe()} before deleting a captured route"
-            )
         case DeleteCapturedRoute(route=route):
             return Line(Level.DEBUG, f"deleted captured {route.describe()}")
         case RestoreCapturedRoute(route=route):

@@ -19,7 +19,6 @@ from pingu.adapters.privileges import privilege_problem
 from pingu.adapters.systemd import Notifier, watchdog_interval
 from pingu.domain.commands import (
     Action,
-    ConfirmOwnRoute,
     DeleteCapturedRoute,
     EndFlows,
     InstallOwnRoute,
@@ -316,24 +315,7 @@ class Daemon:
 
     async def _act(self, action: Action, stopping: bool) -> None:
         match action:
-            case RestoreCapturedRoute(route=route) if stopping:
-                put = await self.route_table.put_back(route)
-                if put.metric != route.metric:
-                    log.warning(
-                        "%s/%s: its route %s put back with metric %d: at metric %d the kernel "
-                        "would merge it with another uplink's route into one multipath route "
-                        "(the router's next advertisement brings the kernel's own back)",
-                        route.ifname or f"#{route.ifindex}",
-                        route.family.label,
-                        route.describe(),
-                        put.metric,
-                        route.metric,
-                    )
-            case (
-                InstallOwnRoute(route=route)
-                | ConfirmOwnRoute(route=route)
-                | RestoreCapturedRoute(route=route)
-            ):
+            case InstallOwnRoute(route=route) | RestoreCapturedRoute(route=route):
                 await self.route_table.install(route)
             case RemoveOwnRoute(route=route):
                 await self.route_table.remove(route)
@@ -510,11 +492,7 @@ class Daemon:
 def _added(action: Action) -> Route | None:
     """The route an action puts in the table, whose outcome the core is told of."""
     match action:
-        case (
-            InstallOwnRoute(route=route)
-            | ConfirmOwnRoute(route=route)
-            | RestoreCapturedRoute(route=route)
-        ):
+        case InstallOwnRoute(route=route) | RestoreCapturedRoute(route=route):
             return route
         case _:
             return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import socket
 import statistics
 import subprocess
@@ -21,7 +20,7 @@ from pingu.domain.commands import (
 )
 from pingu.domain.config import Config, UplinkConfig
 from pingu.domain.events import Event, LinkChanged, LinkVanished, RouteAppeared, RouteVanished
-from pingu.domain.model import Family, RoundResult, Route, TargetResult
+from pingu.domain.model import RoundResult, Route, TargetResult
 from pingu.domain.ports import Resync, RouteChangeFailed
 from pingu.entrypoints.runtime import Daemon
 from pingu.lab import Lab, Uplink
@@ -221,48 +220,6 @@ def test_foreign_route_with_pingus_metric_survives_pingus_install(lab_factory: L
 
     run_in_namespace(lab.daemon_ns, scenario())
     assert defaults(lab) == {("wan2", lab.gateway("wan2"), 100, 3, 0)}
-
-
-def test_ipv6_routes_put_back_stand_apart_never_one_multipath_route(
-    lab_factory: LabFactory,
-) -> None:
-    """Two uplinks' RA routes of one metric (the kernel's 1024) put back at a stop: added
-    through netlink the kernel would merge them into one multipath route, so the second
-    goes in one metric up; a route put back twice is one route; pingu's own route of the
-    same path at that metric gives way to the captured one."""
-    lab = lab_factory(["wan1", "wan2"])
-    RA = 9
-
-    def captured(uplink: str, proto: int = RA) -> Route:
-        index = lab.ifindex(uplink)
-        return Route(index, uplink, lab.gateway6(uplink), 1024, proto, family=Family.IPV6,
-                     expires=300.0)  # fmt: skip
-
-    def six() -> set[tuple[str | None, str | None, int, int, int]]:
-        return {(r.oif, r.gateway, r.metric, r.proto, len(r.nexthops))
-                for r in lab.default_routes(family=6)}  # fmt: skip
-
-    wan1, wan2 = captured("wan1"), captured("wan2")
-    own1 = dataclasses.replace(captured("wan1", PROTO), expires=None)
-    gw1, gw2 = lab.gateway6("wan1"), lab.gateway6("wan2")
-
-    async def scenario() -> None:
-        await until(lambda: lab.carrier("wan1") and lab.carrier("wan2"), "both with carrier")
-        table = NetlinkRouteTable()
-        await table.install(own1)
-        assert await table.put_back(wan1) == wan1  # pingu's route in its slot replaced
-        assert six() == {("wan1", gw1, 1024, RA, 0)}
-        assert await table.put_back(wan1) == wan1  # already there: the same route
-        put = await table.put_back(wan2)
-        assert put == dataclasses.replace(wan2, metric=1025)
-        assert six() == {("wan1", gw1, 1024, RA, 0), ("wan2", gw2, 1025, RA, 0)}
-        assert await table.put_back(wan2) == put  # again: where it went, not a third
-        assert six() == {("wan1", gw1, 1024, RA, 0), ("wan2", gw2, 1025, RA, 0)}
-        lifetimes = [r.expires for r in lab.default_routes(family=6)]
-        assert all(e is not None and 250 < e <= 300 for e in lifetimes), lifetimes
-        await table.close()
-
-    run_in_namespace(lab.daemon_ns, scenario())
 
 
 def flood_batch(count: int, dev: str, gateway: str, *, defaults: bool) -> str:

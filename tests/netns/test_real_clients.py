@@ -229,9 +229,6 @@ def test_dhcpcd_in_both_families_capture_renewals_and_a_failover_while_it_renews
         }, watch.changes
         captures = pingu.find_log(capture, after=mark)
         assert [m["what"] for m in captures] == ["gateway"] * re_adds, family
-        # (pingu confirms its route before deleting dhcpcd's, which, if dhcpcd has deleted
-        # it by then, puts it back first; that ordering is a race of the two, so it is
-        # not asserted here: tests/unit/test_properties.py holds the core to it.)
         assert all(watch.tables()), "a moment without any default route"
         assert pingus_route_in_every_table(watch, lab, "wan2")
     assert on(watch4, lab, "wan2") == Counter()
@@ -494,8 +491,8 @@ def test_udhcpc_on_two_uplinks_renewals_failover_new_gateway_release_and_restart
     # and a start: its route added again, captured, wan1 routed again. At each start
     # udhcpc's ifconfig sets the address, then its netmask: the kernel deletes and adds
     # the address again, which makes pingu read the table, which may show the new route
-    # before its notification comes: captured from the read then, and its notification,
-    # coming before that of the deletion, is known for what it is: captured once.
+    # before its notification comes: then it is captured twice (the second deletion
+    # finds nothing), never more.
     for restart in ("start", "kill -9 and start"):
         mark = pingu.mark()
         if restart != "start":
@@ -504,11 +501,7 @@ def test_udhcpc_on_two_uplinks_renewals_failover_new_gateway_release_and_restart
         pingu.wait_log(capture_line("wan1", NEW_GATEWAY, BOOT, 0), 30, after=mark)
         pingu.until(lambda: routed(pingu, 4, moved), f"wan1 routed again after {restart}")
         captures = pingu.find_log(capture_line("wan1", NEW_GATEWAY, BOOT, 0), after=mark)
-        assert len(captures) == 1, [m[0] for m in captures]
-        # (pingu's own route may be missing from that read: the kernel flushed it with
-        # the address, silently, and that repair is said.)
-        repairs = pingu.find_log(r" table repaired: .* without a notification", after=mark)
-        assert not repairs, [m.string for m in repairs]
+        assert 1 <= len(captures) <= 2, [m[0] for m in captures]
         assert leaves_via(lab, T4) == "wan1"
     assert pingu.stop() == 0
     # Its routes back as udhcpc made them: wan2's refused at first, put back by pingu.
@@ -592,19 +585,11 @@ def test_the_kernel_taking_radvd_adverts_on_a_box_that_forwards(
     pingu.until(lambda: routed(pingu, 6, both), "wan1 back after radvd's restart", 30)
     pingu.wait_log(r" WARNING wan1/ipv6 down -> up: ", after=mark)
     assert leaves_via(lab, T6) == "wan1"
-    mark = pingu.mark()
     assert pingu.stop() == 0
-    # The kernel's routes back (proto ra), one for each uplink, each alone: put back
-    # through netlink at one metric (the kernel's 1024) the kernel would merge them into
-    # one multipath route (only its own RA routes stay apart), so wan2's goes in one
-    # metric up, and the log says so (README). The kernel adds its own beside at the next
-    # advertisement; whatever came meanwhile, no route is multipath.
-    moved_line = (
-        r" WARNING (?P<uplink>\S+): its route .* put back with metric 1025: at metric 1024 "
-    )
-    moved = pingu.find_log(moved_line, after=mark)
-    assert [m["uplink"] for m in moved] == ["wan2/ipv6"]
+    # The kernel's routes back (proto ra), one for each uplink. Put back through netlink,
+    # two routes of one metric (the kernel's 1024) on two links are merged by the kernel
+    # into one multipath route: only its own RA routes stay apart (README).
     restored = lab.default_routes(family=6)
-    assert not [r for r in restored if r.nexthops], restored
-    assert {(r.oif, r.metric) for r in restored} >= {("wan1", 1024), ("wan2", 1025)}
+    legs = {r.oif for r in restored if r.oif} | {h.oif for r in restored for h in r.nexthops}
+    assert legs == set(UPLINKS)
     assert {r.proto for r in restored} == {RA}

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from dependency_injector import containers, providers
 
 from pingu.domain.commands import (
-    ConfirmOwnRoute,
     DeleteCapturedRoute,
     EndFlows,
     InstallOwnRoute,
@@ -78,11 +77,7 @@ class FakeKernel:
 
     def _apply(self, command: Output) -> RouteInstalled | RouteRefused | None:
         match command:
-            case (
-                InstallOwnRoute(route=route)
-                | ConfirmOwnRoute(route=route)
-                | RestoreCapturedRoute(route=route)
-            ):
+            case InstallOwnRoute(route=route) | RestoreCapturedRoute(route=route):
                 if route in self.refuse:
                     return RouteRefused(route, "Nexthop has invalid gateway")
                 self.routes.add(route)
@@ -262,7 +257,6 @@ class FakeRouteTable:
         self.refuse = refuse or set()
         self.calls: list[tuple[str, Route]] = []
         self.attempts: list[Route] = []
-        self.moved: dict[Route, Route] = {}  # put_back answers: where a route went in
         self.closed = False
 
     async def snapshot(self, *, initial: bool = False) -> TableSnapshot:
@@ -279,15 +273,6 @@ class FakeRouteTable:
         self.calls.append(("install", route))
         self.routes.add(route)
 
-    async def put_back(self, route: Route) -> Route:
-        self.attempts.append(route)
-        if route in self.refuse:
-            raise RouteChangeFailed("Network is unreachable")
-        moved = self.moved.get(route, route)
-        self.calls.append(("put back", moved))
-        self.routes.add(moved)
-        return moved
-
     async def remove(self, route: Route) -> None:
         self.calls.append(("remove", route))
         self.routes.discard(route)
@@ -298,18 +283,14 @@ class FakeRouteTable:
 
 
 class FakeProber:
-    """Answers rounds from a script of results; raises when told to. Once the script is
-    done its rounds pass, or (`then_hang`) never end, so that nothing changes after it."""
+    """Answers rounds from a script of results; raises when told to."""
 
-    def __init__(self, results: list[RoundResult | Exception], *, then_hang: bool = False) -> None:
+    def __init__(self, results: list[RoundResult | Exception]) -> None:
         self.results = results
         self.rounds: list[StartProbe] = []
-        self.then_hang = then_hang
 
     async def run_round(self, probe: StartProbe) -> RoundResult:
         self.rounds.append(probe)
-        if self.then_hang and not self.results:
-            await asyncio.Event().wait()
         result = self.results.pop(0) if self.results else round_result()
         if isinstance(result, Exception):
             raise result
@@ -363,10 +344,6 @@ class UntouchedRouteTable:
 
     async def install(self, route: Route) -> None:
         self.used.append(f"install {route}")
-
-    async def put_back(self, route: Route) -> Route:
-        self.used.append(f"put back {route}")
-        return route
 
     async def remove(self, route: Route) -> None:
         self.used.append(f"remove {route}")

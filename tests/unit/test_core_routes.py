@@ -13,10 +13,9 @@ from pingu.domain.commands import (
     RestoreCapturedRoute,
     StartProbe,
 )
-from pingu.domain.events import LinkChanged, RouteAppeared, RouteVanished, TableSnapshot
+from pingu.domain.events import LinkChanged, RouteAppeared, TableSnapshot
 from pingu.domain.model import Family, Route, RouteAttributes
 from pingu.domain.reports import (
-    RouteCaptured,
     TableRepaired,
 )
 from pingu.domain.routes import own_route
@@ -177,35 +176,7 @@ def test_a_foreign_route_seen_only_in_the_read_is_captured_and_said() -> None:
     back = dhcp_route("wan1", GW1)
     driver.kernel.routes.add(back)  # re-added, the notification lost
     commands = driver.send(snapshot(driver, *links("wan1", "wan2")))
-    assert DeleteCapturedRoute(back) in commands  # captured at once
-    assert not [c for c in commands if isinstance(c, TableRepaired)]  # not known yet ...
-    # ... until the notification of pingu's deletion comes first: none was on its way.
-    commands = driver.send(RouteVanished(back))
-    (repaired,) = [c for c in commands if isinstance(c, TableRepaired)]
-    assert repaired.uplink == "wan1"
-    assert repaired.what.endswith("had been added without a notification: captured")
-    assert driver.send(RouteVanished(back)) == []  # said once
-
-
-def test_a_route_read_before_its_notification_is_captured_once_and_nothing_said() -> None:
-    # A client adds a route while pingu reads the whole table (after an address change):
-    # the read shows it before its notification is handled. Captured from the read; its
-    # notification, which comes before that of the deletion, is no new route.
-    driver = two_uplinks()
-    driver.capture("wan1", GW1)
-    back = dhcp_route("wan1", GW1)
-    driver.kernel.routes.add(back)
-    commands = driver.send(snapshot(driver, *links("wan1", "wan2")))
-    assert DeleteCapturedRoute(back) in commands
-    assert back not in driver.kernel.routes
-    late = driver.carry_out(driver.core.handle(RouteAppeared(back), driver.clock.monotonic()))
-    assert late == []  # not captured again, nothing repaired
-    assert driver.send(RouteVanished(back)) == []  # the deletion's notification
-    # Put back by its client after that: a renewal, captured as ever.
-    commands = driver.send(RouteAppeared(back))
-    assert [c for c in commands if isinstance(c, RouteCaptured)] == [
-        RouteCaptured("wan1", back, False)
-    ]
+    assert any(isinstance(c, TableRepaired) and "capturing it" in c.what for c in commands)
     assert DeleteCapturedRoute(back) in commands
 
 
