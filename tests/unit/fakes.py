@@ -283,14 +283,18 @@ class FakeRouteTable:
 
 
 class FakeProber:
-    """Answers rounds from a script of results; raises when told to."""
+    """Answers rounds from a script of results; raises when told to. Once the script is
+    done its rounds pass, or (`then_hang`) never end, so that nothing changes after it."""
 
-    def __init__(self, results: list[RoundResult | Exception]) -> None:
+    def __init__(self, results: list[RoundResult | Exception], *, then_hang: bool = False) -> None:
         self.results = results
         self.rounds: list[StartProbe] = []
+        self.then_hang = then_hang
 
     async def run_round(self, probe: StartProbe) -> RoundResult:
         self.rounds.append(probe)
+        if self.then_hang and not self.results:
+            await asyncio.Event().wait()
         result = self.results.pop(0) if self.results else round_result()
         if isinstance(result, Exception):
             raise result
