@@ -276,15 +276,21 @@ def _left(kept: str | None) -> str:
     return f"last resort {kept}'s route kept" if kept else "no route left"
 
 
+def link_trouble(uplink: Mapping[str, Any]) -> str:
+    """` (interface absent)`, ` (no carrier)`, or nothing: what the uplink's link adds to
+    its state."""
+    link = uplink.get("link") or {}
+    if not link.get("present", True):
+        return " (interface absent)"
+    if link.get("carrier") is False:
+        return " (no carrier)"
+    return ""
+
+
 def _uplink_block(
     uplink: Mapping[str, Any], now: float, events: Sequence[Mapping[str, Any]] | None
 ) -> list[str]:
-    link = uplink.get("link") or {}
-    trouble = ""
-    if not link.get("present", True):
-        trouble = " (interface absent)"
-    elif link.get("carrier") is False:
-        trouble = " (no carrier)"
+    trouble = link_trouble(uplink)
     lines: list[str] = []
     for label, path in family_paths(uplink):
         if lines:

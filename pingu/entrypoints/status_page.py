@@ -24,6 +24,7 @@ from pingu.entrypoints.status import (
     family_paths,
     gateway_text,
     last_round_text,
+    link_trouble,
     next_round_text,
     rounds_text,
     route_text,
@@ -149,12 +150,7 @@ def _card(uplink: Mapping[str, Any], label: str, path: Mapping[str, Any], now: f
     state = str(path["state"])
     kind = state if state in STATES else "unknown"  # a class name never from outside as is
     family = str(path.get("family", "ipv4"))
-    link = uplink.get("link") or {}
-    trouble = ""
-    if not link.get("present", True):
-        trouble = " (interface absent)"
-    elif link.get("carrier") is False:
-        trouble = " (no carrier)"
+    trouble = link_trouble(uplink)
     rows = [
         ("state", f"{state} for {duration(path.get('since_s'))}{trouble}"),
         ("why", path.get("why") or "-"),
