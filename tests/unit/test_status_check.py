@@ -4,7 +4,6 @@ whether an uplink is up and routed, and hears it from the exit status alone."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,6 @@ from pingu.domain import config as settings
 from pingu.domain.config import WhenAllDown
 from pingu.domain.events import RouteAppeared
 from pingu.domain.model import Family
-from pingu.domain.views import Clocks, status_document
 from pingu.entrypoints import status as status_command
 from pingu.entrypoints.status import any_routed
 from tests.unit.fakes import TARGET, TARGET6, Driver, config, dhcp_route, round_result, uplink
@@ -24,16 +22,7 @@ from tests.unit.operations_support import status_document as version_1_document
 from tests.unit.test_control import serving, status_cli
 from tests.unit.test_core import GW1, GW2, two_uplinks
 from tests.unit.test_core_lifecycle import two
-
-CLOCKS = Clocks(started_mono=1000.0, started_wall=1_800_000_000.0)
-
-
-def document(driver: Driver) -> dict[str, Any]:
-    status = status_document(
-        driver.core.view(), now=driver.clock.now, clocks=CLOCKS, version="9.9", pid=42
-    )
-    loaded: dict[str, Any] = json.loads(json.dumps(status))
-    return loaded
+from tests.unit.test_history import document
 
 
 def one_up_one_down() -> Driver:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -15,12 +14,12 @@ from typing import Any
 import pytest
 
 from pingu.adapters.metrics import PAGE_HEADERS, MetricsServer
-from pingu.domain.views import SPARK_LOST, sparkline, status_document
+from pingu.domain.views import SPARK_LOST, sparkline
 from pingu.entrypoints.status_page import REFRESH_S, page, render_page
 from tests.unit.fakes import Driver, round_result
 from tests.unit.operations_support import WAIT_S, LoopThread
 from tests.unit.test_core import GW1, GW2, two_uplinks
-from tests.unit.test_history import CLOCKS, utc, wall
+from tests.unit.test_history import document, utc, wall
 
 __all__ = ["utc"]  # the fixture, used by name
 
@@ -75,14 +74,6 @@ class Tree(HTMLParser):
                 break
         if any(tag == "tr" and "data-event" in a for tag, a in self._stack):
             self.events[-1].append(data)
-
-
-def document(driver: Driver) -> dict[str, Any]:
-    status = status_document(
-        driver.core.view(), now=driver.clock.now, clocks=CLOCKS, version="9.9", pid=42
-    )
-    loaded: dict[str, Any] = json.loads(json.dumps(status))
-    return loaded
 
 
 def failover() -> Driver:
